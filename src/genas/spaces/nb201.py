@@ -1,0 +1,82 @@
+"""NAS-Bench-201 cell space (Dong & Yang, ICLR 2020), pure-Python part.
+
+A cell has 4 nodes (0 = input, 3 = output) and 6 edges i->j (i < j), each carrying one of 5 ops.
+Genes follow the canonical string order: 0->1, 0->2, 1->2, 0->3, 1->3, 2->3, so the genotype
+``(a, b, c, d, e, f)`` formats as ``|a~0|+|b~0|c~1|+|d~0|e~1|f~2|``. Op indices follow the NB201
+API's operation list order.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .base import Genotype, SearchSpace
+
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# (source node, target node) per gene, in canonical string order
+NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+NUM_NODES = 4
+
+
+class NB201Space(SearchSpace):
+    name = "nb201"
+    ops = NB201_OPS
+    num_genes = len(NB201_EDGES)
+    edges = NB201_EDGES
+
+    def size(self) -> int:
+        return len(self.ops) ** self.num_genes
+
+    def format(self, genotype: Sequence[int]) -> str:
+        g = self.check(genotype)
+        groups, k = [], 0
+        for node in range(1, NUM_NODES):
+            groups.append("|" + "|".join(f"{self.ops[g[k + i]]}~{i}" for i in range(node)) + "|")
+            k += node
+        return "+".join(groups)
+
+    def parse(self, text: str) -> Genotype:
+        if not isinstance(text, str):
+            raise ValueError(f"NB201 architecture string expected, got {type(text).__name__}")
+        s = text.strip()
+        groups = s.split("+")
+        if len(groups) != NUM_NODES - 1:
+            raise ValueError(
+                f"malformed NB201 string {text!r}: expected {NUM_NODES - 1} '+'-separated node groups, "
+                f"got {len(groups)}")
+        genes: list[int] = []
+        for node, group in enumerate(groups, start=1):
+            if len(group) < 2 or group[0] != "|" or group[-1] != "|":
+                raise ValueError(f"malformed NB201 node group {group!r}: must look like '|op~0|...|'")
+            tokens = group[1:-1].split("|")
+            if len(tokens) != node:
+                raise ValueError(
+                    f"malformed NB201 node group {group!r}: node {node} needs {node} inputs, got {len(tokens)}")
+            for src, token in enumerate(tokens):
+                op, sep, idx = token.partition("~")
+                if not sep:
+                    raise ValueError(f"malformed NB201 token {token!r}: expected 'op~input'")
+                if op not in self.ops:
+                    raise ValueError(f"unknown NB201 op {op!r} in token {token!r}; known ops: {', '.join(self.ops)}")
+                if idx != str(src):
+                    raise ValueError(f"malformed NB201 token {token!r}: input index must be {src}")
+                genes.append(self.ops.index(op))
+        return tuple(genes)
+
+    def is_connected(self, genotype: Sequence[int]) -> bool:
+        """Whether some path of non-``none`` edges leads from the input node to the output node."""
+        g = self.check(genotype)
+        reach = {0}
+        for (src, dst), op in sorted(zip(self.edges, g), key=lambda e: e[0][1]):
+            if op != 0 and src in reach:
+                reach.add(dst)
+        return NUM_NODES - 1 in reach
+
+    def build_supernet(self, **kwargs):
+        from .nb201_net import NB201Supernet
+
+        return NB201Supernet(**kwargs)
+
+    def build_network(self, genotype: Sequence[int], **kwargs):
+        from .nb201_net import NB201Network
+
+        return NB201Network(self.check(genotype), **kwargs)

@@ -1,0 +1,1 @@
+"""SPOS supernet training."""

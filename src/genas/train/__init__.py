@@ -1,0 +1,1 @@
+"""Stand-alone training and evaluation of networks."""
