@@ -5,6 +5,7 @@ User errors (:class:`~genas.errors.GenasError`, bad values) print one line and e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def cmd_train_supernet(args: argparse.Namespace) -> int:
     cfg = _resolve_supernet_config(args)
     summary = train_supernet(cfg, args.output, resume=args.resume, device=args.device,
                              progress=False if args.no_progress else None)
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     print(f"supernet run folder: {Path(args.output).resolve()}  "
           f"(final sampled-subnet val acc {summary['final_val_acc']}, {summary['images_per_s']} img/s)")
     return 0

@@ -91,6 +91,8 @@ def load_data(name: str = "fashion-mnist", data_dir: str | None = None, split_se
         in_channels, size = train_x.shape[1], train_x.shape[-1]
         if image_size not in (None, size):
             raise GenasError(f"{name} images are {size}x{size}; --image-size {image_size} is not supported for it")
+        if len(train_y) == 0 or len(test_y) == 0:
+            raise GenasError(f"malformed {name} data in {data_dir or 'the default location'}: the train or test set is empty")
         labels = train_y.max().item(), test_y.max().item()
         if max(labels) >= num_classes or min(train_y.min().item(), test_y.min().item()) < 0:
             raise GenasError(f"malformed {name} data in {data_dir or 'the default location'}: labels outside 0..{num_classes - 1}")

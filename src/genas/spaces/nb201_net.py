@@ -130,6 +130,14 @@ class NB201Supernet(_Skeleton):
             out[name] = tensor
         return out
 
+    def supernet_param_name(self, name: str, genotype: Sequence[int]) -> str:
+        """The supernet name of an :class:`NB201Network` parameter of ``genotype`` (inverse of the
+        renaming in :meth:`subnet_state_dict`)."""
+        parts = name.split(".")
+        if parts[0] == "cells" and len(parts) > 4 and parts[2] == "edges":
+            return ".".join(parts[:4] + [str(genotype[int(parts[3])])] + parts[4:])
+        return name
+
     def extract(self, genotype: Sequence[int]) -> "NB201Network":
         """A stand-alone network carrying this supernet's weights for ``genotype``.
 

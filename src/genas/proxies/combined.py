@@ -1,0 +1,35 @@
+"""Combined metrics of GeNAS: a conventional score plus weighted flatness.
+
+    angle+flatness     = angle/pi + gamma * (1/s1) * F
+    accuracy+flatness  = accuracy + gamma * (1/s1) * F
+
+(official ``--wlm_weight`` gamma; README uses 16 for angle+flatness). Each also reports
+``flatness_share``: the flatness term's share of the total in %, the poster's "Flatness (%)".
+"""
+from __future__ import annotations
+
+import math
+
+from .registry import ProxyResult, get_proxy, register
+
+
+def _combine(ctx, genotype, base_name: str, base_value: float, base_raw: dict) -> ProxyResult:
+    flat = get_proxy("flatness")(ctx, genotype)
+    term = ctx.cfg.gamma / ctx.cfg.stds[0] * flat.value
+    total = base_value + term
+    share = 100.0 * term / total if total > 0 and math.isfinite(total) else float("nan")
+    raw = {**base_raw, base_name: base_value, "flatness": flat.value, "flatness_term": term,
+           "flatness_share": share, **{k: v for k, v in flat.raw.items()}}
+    return ProxyResult(total, raw)
+
+
+@register("angle+flatness")
+def angle_flatness(ctx, genotype) -> ProxyResult:
+    a = get_proxy("angle")(ctx, genotype)
+    return _combine(ctx, genotype, "angle_over_pi", a.value / math.pi, a.raw)
+
+
+@register("accuracy+flatness")
+def accuracy_flatness(ctx, genotype) -> ProxyResult:
+    a = get_proxy("accuracy")(ctx, genotype)
+    return _combine(ctx, genotype, "accuracy", a.value, a.raw)

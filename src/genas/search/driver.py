@@ -1,0 +1,163 @@
+"""Run a search into a folder, checkpointing after every generation so it survives ``kill -9``.
+
+Folder layout:
+
+* ``state.json``       strategy state after the last finished generation (config, RNG, scores, population)
+* ``candidates.jsonl`` one line per scored candidate: genotype, score, raw measurements, generation,
+                       evaluation wall time and unix time
+* ``result.json``      best genotype, top-k and per-generation best; deterministic (no times), so a
+                       resumed run writes the same bytes as an uninterrupted one with the same seed
+
+Order of writes per generation: log lines first, then ``state.json``. A crash in between leaves log
+lines of a generation the state does not contain; resuming drops them and scores that generation again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm import tqdm
+
+from ..config import load_json, to_dict
+from ..errors import GenasError
+from ..spaces.base import Genotype, SearchSpace
+from .evolution import Evolution, EvolutionConfig
+from .random_search import RandomSearch, RandomSearchConfig
+from .strategy import SearchConfig, SearchStrategy
+
+STATE, LOG, RESULT = "state.json", "candidates.jsonl", "result.json"
+STATE_VERSION = 1
+
+# strategy name -> (strategy class, config class)
+STRATEGIES: dict[str, tuple[type[SearchStrategy], type[SearchConfig]]] = {
+    "evolution": (Evolution, EvolutionConfig),
+    "random": (RandomSearch, RandomSearchConfig),
+}
+
+Evaluate = Callable[[list[Genotype]], Sequence[Any]]
+
+
+def _lookup(strategy: str):
+    try:
+        return STRATEGIES[strategy]
+    except KeyError:
+        raise GenasError(f"unknown search strategy {strategy!r}; available: {', '.join(STRATEGIES)}") from None
+
+
+def make_config(strategy: str, **overrides) -> SearchConfig:
+    """The strategy's config with defaults replaced by every override that is not None (validated)."""
+    cls = _lookup(strategy)[1]
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        names = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise GenasError(f"{names} does not apply to {strategy} search")
+    return cls(**values).validate()
+
+
+def make_strategy(strategy: str, space: SearchSpace, cfg: SearchConfig) -> SearchStrategy:
+    strategy_cls, cfg_cls = _lookup(strategy)
+    if type(cfg) is not cfg_cls:
+        raise TypeError(f"{strategy} search needs a {cfg_cls.__name__}, got {type(cfg).__name__}")
+    return strategy_cls(space, cfg)
+
+
+def read_search_config(out_dir: str | Path) -> tuple[str, SearchConfig]:
+    """(strategy, config) of the search saved in ``out_dir``, e.g. to resume without repeating options."""
+    state = _load_state(Path(out_dir))
+    return state["strategy"], make_config(state["strategy"], **state["config"])
+
+
+def _load_state(out_dir: Path) -> dict:
+    state = load_json(out_dir / STATE)
+    if state.get("version") != STATE_VERSION:
+        raise GenasError(f"{out_dir / STATE} has unsupported version {state.get('version')!r}")
+    return state
+
+
+def _check_same_run(saved: dict, header: dict, out_dir: Path) -> None:
+    if saved["strategy"] != header["strategy"] or saved["space"] != header["space"]:
+        raise GenasError(f"cannot resume: {out_dir} holds a {saved['strategy']} search on {saved['space']}, "
+                         f"not {header['strategy']} on {header['space']}")
+    diff = [f"{k}={saved['config'].get(k)!r} (now {v!r})" for k, v in header["config"].items()
+            if saved["config"].get(k) != v]
+    diff += [f"{k}={v!r} (now missing)" for k, v in saved["config"].items() if k not in header["config"]]
+    if diff:
+        raise GenasError(f"cannot resume {out_dir} with a different config: saved {', '.join(diff)}")
+
+
+def search_result(strat: SearchStrategy, extra: dict | None = None) -> dict:
+    """The deterministic summary written as ``result.json``."""
+    fmt = strat.space.format
+    best_g, best_score = strat.best()
+    result = {
+        "strategy": strat.name,
+        "config": to_dict(strat.cfg),
+        "space": strat.space.name,
+        "best": {"genotype": fmt(best_g), "score": best_score},
+        "topk": [{"genotype": fmt(g), "score": s} for g, s in strat.topk()],
+        "evaluations": strat.evaluations,
+        "best_per_generation": strat.history,
+    }
+    clash = sorted(set(result) & set(extra or {}))
+    if clash:
+        raise ValueError(f"extra_result may not override {clash}")
+    result.update(extra or {})
+    return result
+
+
+def run_search(space: SearchSpace, evaluate: Evaluate, strategy: str, cfg: SearchConfig, out_dir: str | Path,
+               resume: bool = False, progress: bool | None = None, extra_result: dict | None = None) -> dict:
+    """Run (or, with ``resume``, continue) a search into ``out_dir`` and return the result dict.
+
+    ``evaluate(genotypes) -> list`` scores a batch; each item is a float (higher is better) or a dict
+    with a ``"score"`` plus raw measurements for the log. ``progress``: None shows a bar only on a
+    terminal, False hides it. Resuming a folder without ``state.json`` starts a fresh search there
+    (a run killed before its first checkpoint has nothing to lose).
+    """
+    # checkpoint.py imports torch at module level; importing it here keeps `import genas.search` torch-free
+    from ..checkpoint import append_jsonl, read_jsonl, save_json, write_jsonl
+
+    out_dir = Path(out_dir)
+    strat = make_strategy(strategy, space, cfg)
+    header = {"version": STATE_VERSION, "strategy": strategy, "space": space.name, "config": to_dict(cfg)}
+    if (out_dir / STATE).exists():
+        if not resume:
+            raise GenasError(f"{out_dir} already holds a search ({STATE}); pass --resume to continue it "
+                             f"or choose another folder")
+        saved = _load_state(out_dir)
+        _check_same_run(saved, header, out_dir)
+        strat.load_state_dict(saved["search"])
+        write_jsonl([r for r in read_jsonl(out_dir / LOG) if r.get("generation", -1) < strat.generation],
+                    out_dir / LOG)
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl([], out_dir / LOG)
+        save_json({**header, "search": strat.state_dict()}, out_dir / STATE)
+
+    n_gen = min(cfg.generations, -(-cfg.budget // cfg.population))
+    bar = tqdm(total=n_gen, initial=min(strat.generation, n_gen), desc=f"{strategy} search", unit="gen",
+               disable=None if progress is None else not progress, dynamic_ncols=True)
+    with bar:
+        while not strat.done:
+            generation, batch = strat.generation, strat.pending()
+            t0 = time.perf_counter()
+            results = evaluate(list(batch))
+            seconds = (time.perf_counter() - t0) / len(batch)  # batch time shared out evenly
+            now = time.time()
+            for rec in strat.tell(batch, results):
+                append_jsonl({"genotype": space.format(rec["genotype"]), "score": rec["score"],
+                              "raw": rec["raw"], "generation": generation,
+                              "seconds": round(seconds, 6), "time": round(now, 3)}, out_dir / LOG)
+            save_json({**header, "search": strat.state_dict()}, out_dir / STATE)
+            last = strat.history[-1]
+            bar.update(1)
+            bar.set_postfix(evals=last["evaluations"], best=f"{last['best_score']:.4g}")
+    if not strat.visited:
+        raise GenasError(f"the search evaluated nothing: no valid genotype could be drawn from {space.name}")
+    result = search_result(strat, extra_result)
+    save_json(result, out_dir / RESULT)
+    return result
