@@ -10,7 +10,7 @@ setup:
 
 demo: setup
 	@if [ -f $(DEMO_RUN)/config.json ]; then resume=--resume; else resume=; fi; \
-	$(VENV)/bin/genas train-supernet --preset quick -o $(DEMO_RUN) $$resume
+	$(VENV)/bin/genas run --preset quick -o $(DEMO_RUN) $$resume
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

@@ -81,6 +81,94 @@ def cmd_train_supernet(args: argparse.Namespace) -> int:
     return 0
 
 
+SEARCH_OPTIONS = [
+    ("population", int, "candidates per generation (GeNAS: 50)"),
+    ("topk", int, "parents kept for mutation/crossover (GeNAS: 10)"),
+    ("generations", int, "generations (GeNAS: 20)"),
+    ("max_evaluations", int, "stop after this many scored candidates"),
+    ("mutations", int, "mutated children per generation (evolution; GeNAS: 25)"),
+    ("crossovers", int, "crossover children per generation (evolution; GeNAS: 25)"),
+    ("mutation_prob", float, "per-gene mutation probability (evolution; GeNAS: 0.1)"),
+]
+SCORING_OPTIONS = [
+    ("bn_images", int, "supernet-train images for BatchNorm recalibration (default 896 = 14 batches of 64)"),
+    ("bn_batch_size", int, "batch size of BN recalibration (default 64)"),
+    ("bn_mode", str, "BN recalibration: exact (cumulative average, default) or official (EMA 0.1 after reset)"),
+    ("val_images", int, "search-validation images per measurement (default 10000; 0 = the whole half)"),
+    ("eval_batch_size", int, "evaluation batch size (default 500; does not change results)"),
+    ("stds", str, "comma-separated increasing noise stds for flatness (default 0.001,0.003,0.006)"),
+    ("alpha", float, "weight of the depth term |L(s1)/s1| in flatness (default 1; 0 = pure flatness)"),
+    ("noise_mode", str, "independent (default: theta + N(0, s_k^2)) or cumulative (official code)"),
+    ("noise_samples", int, "noise draws per std, averaged (default 1)"),
+    ("gamma", float, "weight of flatness in angle+flatness / accuracy+flatness (default 16)"),
+]
+
+
+def _add_table_options(p: argparse.ArgumentParser, title: str, table) -> None:
+    g = p.add_argument_group(title)
+    for name, typ, help_text in table:
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)
+
+
+def _scoring_config(args: argparse.Namespace):
+    from .proxies import ScoringConfig
+
+    values = {n: getattr(args, n) for n, _, _ in SCORING_OPTIONS if getattr(args, n) is not None}
+    if "stds" in values:
+        try:
+            values["stds"] = tuple(float(s) for s in values["stds"].split(",") if s.strip())
+        except ValueError:
+            raise GenasError(f"--stds must be comma-separated numbers, got {args.stds!r}") from None
+    if "eval_batch_size" in values:
+        values["batch_size"] = values.pop("eval_batch_size")
+    if values.get("val_images") == 0:
+        values["val_images"] = None
+    values["common_noise"] = not args.independent_noise
+    return ScoringConfig(seed=args.seed, **values).validate()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import make_config, read_search_config
+    from .workflows import search_oracle, search_supernet
+
+    if (args.run is None) == (args.oracle is None):
+        raise GenasError("give exactly one of --run RUN (score on a trained supernet) or --oracle CSV (table look-up)")
+    overrides = {n: getattr(args, n) for n, _, _ in SEARCH_OPTIONS}
+    cfg = make_config(args.strategy, seed=args.seed, **overrides)
+    progress = False if args.no_progress else None
+    if args.oracle is not None:
+        if not args.oracle_column or not args.output:
+            raise GenasError("--oracle needs --oracle-column COLUMN and -o DIR")
+        if args.resume and Path(args.output, "state.json").exists():
+            saved_strategy, saved = read_search_config(args.output)
+            cfg = saved if not any(v is not None for v in overrides.values()) else cfg
+        result, out_dir = search_oracle(args.oracle, args.oracle_column, args.output, args.strategy, cfg,
+                                        args.space, resume=args.resume, progress=progress)
+    else:
+        if args.output:
+            raise GenasError("-o is for --oracle searches; a supernet search writes RUN/search-<name>/ (see --name)")
+        result, out_dir = search_supernet(args.run, args.metric, args.strategy, cfg, _scoring_config(args),
+                                          name=args.name, resume=args.resume, device=args.device, progress=progress)
+    from .analysis.report import write_search_report
+
+    report = write_search_report(out_dir)
+    print(f"best {result['best']['genotype']}  score {result['best']['score']:.6g}  "
+          f"({result['evaluations']} evaluated)\nresult: {out_dir / 'result.json'}\nreport: {report}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .workflows import run_pipeline
+
+    summary = run_pipeline(args.preset, args.output, metric=args.metric, seed=args.seed, dataset=args.dataset,
+                           data_dir=args.data_dir, resume=args.resume, device=args.device,
+                           progress=False if args.no_progress else None)
+    print(f"best {summary['best']['genotype']}  test accuracy {summary['test_accuracy']:.4f}  "
+          f"({summary['params'] / 1e6:.3f} M params)")
+    print(f"run folder: {Path(args.output).resolve()}\nreport: {summary['report']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genas",
@@ -103,6 +191,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_supernet_options(p)
     p.set_defaults(func=cmd_train_supernet)
+
+    from .proxies.registry import list_proxies
+    from . import proxies  # noqa: F401  (registers the metrics)
+
+    p = sub.add_parser("search", help="search architectures with a proxy on a supernet, or on a tabular oracle",
+                       description="Evolutionary (GeNAS defaults) or random search. With --run, candidates are "
+                                   "scored on the trained supernet by --metric and results go to "
+                                   "RUN/search-<name>/; with --oracle, by look-up in a CSV table into -o DIR. "
+                                   "State is saved after every generation: --resume continues a killed search.")
+    p.add_argument("--run", help="a finished train-supernet run folder")
+    p.add_argument("--metric", default="flatness", help=f"proxy to maximise: {', '.join(list_proxies())} (default flatness)")
+    p.add_argument("--name", help="search folder name under RUN (default: the metric)")
+    p.add_argument("--oracle", help="CSV table to score by look-up instead of a supernet (e.g. NB201 results)")
+    p.add_argument("--oracle-column", help="column of --oracle to maximise")
+    p.add_argument("-o", "--output", help="output folder of an --oracle search")
+    p.add_argument("--space", default="nb201", help="search space of an --oracle search (default nb201)")
+    p.add_argument("--strategy", default="evolution", choices=["evolution", "random"], help="search strategy (default evolution)")
+    p.add_argument("--seed", type=int, default=0, help="search seed: candidates, and the noise of the proxies (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue a killed search from its last generation")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--independent-noise", action="store_true",
+                   help="draw fresh noise per candidate instead of common random numbers (official behaviour)")
+    _add_table_options(p, "search strategy (defaults: GeNAS)", SEARCH_OPTIONS)
+    _add_table_options(p, "proxy scoring", SCORING_OPTIONS)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("run", help="end to end: train supernet, search, retrain the winner, report",
+                       description="train-supernet -> flatness search -> short stand-alone training of the winner "
+                                   "-> report, all in one run folder. --preset quick takes about 10 minutes on 2 "
+                                   "CPU cores.")
+    p.add_argument("-o", "--output", required=True, help="run folder")
+    p.add_argument("--preset", default="quick", choices=["quick", "default", "paper"], help="size of every step (default quick)")
+    p.add_argument("--metric", default="flatness", help=f"search proxy: {', '.join(list_proxies())} (default flatness)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every step (default 0)")
+    p.add_argument("--dataset", default=None, help="dataset (default fashion-mnist)")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -27,7 +27,7 @@ def nb201_path_vector(supernet, state: dict, genotype) -> torch.Tensor | None:
     """The flattened architecture vector of ``genotype`` in ``state``; None if every path is dropped."""
     from ..spaces.nb201_net import SupernetCell
 
-    parts, cell_prefixes = [], []
+    parts, cell_prefixes, alive = [], [], False
     for i, cell in enumerate(supernet.cells):
         if not isinstance(cell, SupernetCell):
             continue
@@ -38,6 +38,7 @@ def nb201_path_vector(supernet, state: dict, genotype) -> torch.Tensor | None:
             ops = [genotype[e] for e in path]
             if 0 in ops:
                 continue
+            alive = True
             for e, op in zip(path, ops):
                 if op in (2, 3):  # nor_conv_1x1 / nor_conv_3x3: conv weight, then BN affine if any
                     base = f"{prefix}.{e}.{op}"
@@ -45,7 +46,7 @@ def nb201_path_vector(supernet, state: dict, genotype) -> torch.Tensor | None:
                                                            if k in state]
                 elif op == 4:
                     parts.append(torch.full((channels, 3, 3), 1.0 / 9.0))
-    if not parts:
+    if not alive:
         return None
     params = {name for name, _ in supernet.named_parameters()}
     extras = [state[k] for k in sorted(params) if not any(k.startswith(p) for p in cell_prefixes)]

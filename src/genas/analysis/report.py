@@ -1,0 +1,66 @@
+"""Human-readable search report: Markdown with PNG plots, written next to ``result.json``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..checkpoint import read_jsonl
+from ..config import load_json
+from ..search import LOG, RESULT
+from ..spaces import get_space
+from .plots import draw_nb201_cell, plot_best_per_generation, plot_loss_vs_sigma
+
+
+def _fmt(v) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def write_search_report(out_dir: str | Path, retrain: dict | None = None, top: int = 10) -> Path:
+    """Write ``report.md`` (+ PNGs) for the search in ``out_dir``; returns the report path."""
+    out_dir = Path(out_dir)
+    result = load_json(out_dir / RESULT)
+    space = get_space(result["space"])
+    metric = result.get("metric", "score")
+    best = result["best"]
+    lines = [f"# Search report: {metric} ({result['strategy']})", "",
+             f"- space: `{result['space']}`, seed {result['config']['seed']}, "
+             f"{result['evaluations']} candidates evaluated",
+             f"- best: `{best['genotype']}` with {metric} = {_fmt(best['score'])}"]
+    if "supernet_run" in result:
+        lines.append(f"- supernet: `{result['supernet_run']}`")
+    if "oracle" in result:
+        lines.append(f"- oracle: `{result['oracle']['csv']}` column `{result['oracle']['column']}`")
+    lines.append("")
+
+    figs = [("Best score per generation", plot_best_per_generation(
+        result["best_per_generation"], out_dir / "best_per_generation.png", metric))]
+    log = {r["genotype"]: r for r in read_jsonl(out_dir / LOG)}
+    curves = [(r["genotype"] if len(r["genotype"]) < 70 else f"#{i + 1}", r["raw"]["stds"], r["raw"]["losses"])
+              for i, t in enumerate(result["topk"][:top])
+              if isinstance((r := log.get(t["genotype"], {})).get("raw"), dict) and "losses" in r["raw"]]
+    if curves:
+        figs.append(("Validation loss vs noise std, top candidates", plot_loss_vs_sigma(curves, out_dir / "loss_vs_sigma.png")))
+    if space.name == "nb201":
+        ops = [space.ops[i] for i in space.parse(best["genotype"])]
+        figs.append(("Winning cell", draw_nb201_cell(ops, space.edges, out_dir / "best_cell.png", best["genotype"])))
+
+    raw_keys = []
+    for t in result["topk"][:top]:
+        raw = log.get(t["genotype"], {}).get("raw") or {}
+        raw_keys += [k for k, v in raw.items() if isinstance(v, (int, float)) and k not in raw_keys]
+    lines += ["## Top candidates", "", "| rank | genotype | score | " + " | ".join(raw_keys) + " |",
+              "|---:|---|---:|" + "---:|" * len(raw_keys)]
+    for i, t in enumerate(result["topk"][:top], 1):
+        raw = log.get(t["genotype"], {}).get("raw") or {}
+        lines.append(f"| {i} | `{t['genotype']}` | {_fmt(t['score'])} | "
+                     + " | ".join(_fmt(raw.get(k, "")) for k in raw_keys) + " |")
+    lines.append("")
+    if retrain:
+        lines += ["## Stand-alone retraining of the winner", "",
+                  f"- test accuracy {retrain['test_accuracy']:.4f}, test loss {retrain['test_loss']:.4f}",
+                  f"- {retrain['params'] / 1e6:.4f} M parameters, {retrain['train_images']} training images x "
+                  f"{len(retrain['history'])} epochs, {retrain['train_seconds']} s", ""]
+    for title, path in figs:
+        lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return report

@@ -1,0 +1,161 @@
+"""The pipeline's steps as functions over run folders: search on a supernet or a table, and the
+end-to-end ``run`` (train supernet -> search -> retrain the winner -> report)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from .checkpoint import save_json, save_torch
+from .config import load_json, supernet_config, to_dict
+from .errors import GenasError
+from .search import RESULT, make_config, run_search
+
+SCORING = "scoring.json"
+
+
+def _check_scoring(out_dir: Path, record: dict, resume: bool) -> None:
+    path = out_dir / SCORING
+    record = json.loads(json.dumps(record))  # compare as stored (tuples become lists)
+    if path.exists():
+        saved = load_json(path)
+        if saved != record:
+            diff = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
+            raise GenasError(f"cannot resume {out_dir}: its metric/scoring settings differ in {', '.join(diff)} "
+                             f"(use another --name)")
+    elif resume and (out_dir / "state.json").exists():
+        raise GenasError(f"{out_dir} has no {SCORING}; it was not made by `genas search --run`")
+
+
+def search_supernet(run: str | Path, metric: str, strategy: str, search_cfg, scoring_cfg, name: str | None = None,
+                    resume: bool = False, device: str = "auto", progress: bool | None = None) -> tuple[dict, Path]:
+    """Search with a proxy on a trained supernet; writes ``RUN/search-<name>/``."""
+    from .distributed import resolve_device
+    from .proxies import ScoringContext, get_proxy, make_evaluator
+
+    get_proxy(metric)  # unknown metric -> clear error before any loading
+    run = Path(run)
+    out_dir = run / f"search-{name or metric}"
+    record = dict(metric=metric, scoring=to_dict(scoring_cfg.validate()), supernet_run=str(run.resolve()))
+    if (out_dir / "state.json").exists() and not resume:
+        raise GenasError(f"{out_dir} already holds a search; pass --resume to continue it or choose another --name")
+    _check_scoring(out_dir, record, resume)
+    ctx = ScoringContext.from_run(run, scoring_cfg, resolve_device(device))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_json(record, out_dir / SCORING)
+    blown = []
+
+    def note(genotype, rec):
+        if rec.get("blew_up"):
+            blown.append(genotype)
+            print(f"genas: warning: loss not finite under noise for {ctx.space.format(genotype)}; flatness set to 0")
+
+    result = run_search(ctx.space, make_evaluator(ctx, metric, note), strategy, search_cfg, out_dir, resume=resume,
+                        progress=progress, extra_result=dict(metric=metric, supernet_run=record["supernet_run"],
+                                                             scoring=record["scoring"]))
+    return result, out_dir
+
+
+def search_oracle(csv: str, column: str, out_dir: str | Path, strategy: str, search_cfg, space_name: str = "nb201",
+                  resume: bool = False, progress: bool | None = None) -> tuple[dict, Path]:
+    """Search a tabular benchmark by look-up (no training); writes ``out_dir``."""
+    from .search import TabularOracle
+    from .spaces import get_space
+
+    space = get_space(space_name)
+    oracle = TabularOracle(csv, column, space)
+    result = run_search(space, oracle, strategy, search_cfg, out_dir, resume=resume, progress=progress,
+                        extra_result=dict(metric=column, oracle=dict(csv=str(Path(csv).resolve()), column=column)))
+    return result, Path(out_dir)
+
+
+# End-to-end presets: supernet preset, search sizes, scoring and retraining settings.
+RUN_PRESETS = {
+    "quick": dict(supernet="quick",
+                  search=dict(population=20, topk=5, mutations=10, crossovers=10, generations=5),
+                  scoring=dict(val_images=1000, bn_images=256),
+                  retrain=dict(channels=16, cells_per_stage=1, epochs=4, max_train_images=20000)),
+    "default": dict(supernet="default", search=dict(), scoring=dict(val_images=5000),
+                    retrain=dict(channels=16, cells_per_stage=2, epochs=20, max_train_images=None)),
+    "paper": dict(supernet="paper", search=dict(), scoring=dict(val_images=None, bn_images=896),
+                  retrain=dict(channels=16, cells_per_stage=5, epochs=200, batch_size=256, lr=0.1,
+                               max_train_images=None)),
+}
+
+
+def run_pipeline(preset: str, out: str | Path, metric: str = "flatness", seed: int = 0, dataset: str | None = None,
+                 data_dir: str | None = None, resume: bool = False, device: str = "auto",
+                 progress: bool | None = None) -> dict:
+    """train-supernet -> search -> stand-alone retraining of the winner -> report, in one folder."""
+    from .data import load_data
+    from .distributed import resolve_device
+    from .proxies import ScoringConfig, get_proxy
+    from .spaces import get_space
+    from .supernet.train import CONFIG, load_run_config, train_supernet
+    from .train.standalone import StandaloneConfig, train_standalone
+    from .analysis.report import write_search_report
+
+    if preset not in RUN_PRESETS:
+        raise GenasError(f"unknown preset {preset!r}; available: {', '.join(RUN_PRESETS)}")
+    get_proxy(metric)
+    p = RUN_PRESETS[preset]
+    out = Path(out)
+    if (out / CONFIG).exists() and not resume:
+        raise GenasError(f"{out} already holds a run; pass --resume to continue it or choose another -o")
+    t0 = time.perf_counter()
+    timings = {}
+    if (out / CONFIG).exists():
+        scfg = load_run_config(out)
+        if scfg.preset != p["supernet"] or scfg.seed != seed:
+            raise GenasError(f"{out} was started with preset {scfg.preset!r} and seed {scfg.seed}; cannot resume "
+                             f"it as preset {preset!r} with seed {seed}")
+    else:
+        scfg = supernet_config(p["supernet"], seed=seed, dataset=dataset, data_dir=data_dir)
+    print(f"[1/3] supernet training ({scfg.epochs} epochs) -> {out}")
+    train_supernet(scfg, out, resume=(out / CONFIG).exists(), device=device, progress=progress)
+    timings["supernet_s"] = round(time.perf_counter() - t0, 1)
+
+    t1 = time.perf_counter()
+    search_cfg = make_config("evolution", seed=seed, **p["search"])
+    scoring = ScoringConfig(seed=seed, **p["scoring"])
+    search_dir = out / f"search-{metric}"
+    print(f"[2/3] {metric} search ({search_cfg.budget} candidates) -> {search_dir}")
+    result, search_dir = search_supernet(out, metric, "evolution", search_cfg, scoring, resume=search_dir.exists(),
+                                         device=device, progress=progress)
+    timings["search_s"] = round(time.perf_counter() - t1, 1)
+
+    t2 = time.perf_counter()
+    space = get_space(scfg.space)
+    best = space.parse(result["best"]["genotype"])
+    retrain_dir = out / "retrain"
+    retrain_cfg = StandaloneConfig(seed=seed, **p["retrain"])
+    if (retrain_dir / RESULT).exists():
+        retrained = load_json(retrain_dir / RESULT)
+    else:
+        print(f"[3/3] stand-alone training of {result['best']['genotype']} -> {retrain_dir}")
+        data = load_data(scfg.dataset, scfg.data_dir, scfg.split_seed, scfg.val_fraction)
+        retrained = train_standalone(space, best, data, retrain_cfg, resolve_device(device), progress)
+        net = retrained.pop("network")
+        retrained.update(genotype=result["best"]["genotype"], config=dataclasses.asdict(retrain_cfg))
+        save_torch({k: v.cpu() for k, v in net.state_dict().items()}, retrain_dir / "weights.pt")
+        save_json(retrained, retrain_dir / RESULT)
+    timings["retrain_s"] = round(time.perf_counter() - t2, 1)
+    report = write_search_report(search_dir, retrain=retrained)
+    summary = dict(preset=preset, metric=metric, seed=seed, best=result["best"], test_accuracy=retrained["test_accuracy"],
+                   params=retrained["params"], report=str(report), seconds_this_session=timings,
+                   seconds_per_candidate=_seconds_per_candidate(search_dir))
+    save_json(summary, out / "run.json")
+    return summary
+
+
+def _seconds_per_candidate(search_dir: Path) -> float | None:
+    from .checkpoint import read_jsonl
+    from .search import LOG
+
+    rows = read_jsonl(search_dir / LOG)
+    secs = [r["raw"]["seconds"] for r in rows if isinstance(r.get("raw"), dict) and "seconds" in r["raw"]]
+    return round(sum(secs) / len(secs), 4) if secs else None
+
+
+__all__ = ["search_supernet", "search_oracle", "run_pipeline", "RUN_PRESETS"]

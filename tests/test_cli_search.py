@@ -1,0 +1,99 @@
+"""End-to-end CLI: supernet search with kill -9 / --resume, oracle search, `genas run`."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from _tiny import train_tiny
+
+NB201 = Path(__file__).resolve().parents[2] / "shared/data/nb201/nats_tss_test_acc_200ep.csv"
+SEARCH = ["--population", "4", "--topk", "2", "--mutations", "2", "--crossovers", "1", "--generations", "6",
+          "--val-images", "64", "--bn-images", "32", "--bn-batch-size", "32", "--device", "cpu", "--no-progress"]
+
+
+def genas(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "genas", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "run"
+    train_tiny(path)
+    return path
+
+
+def test_supernet_search_kill9_resume_gives_identical_result(run):
+    ref = genas("search", "--run", str(run), "--name", "ref", *SEARCH)
+    assert ref.returncode == 0, ref.stderr
+    out = run / "search-killed"
+    proc = subprocess.Popen([sys.executable, "-m", "genas", "search", "--run", str(run), "--name", "killed", *SEARCH],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        state = out / "state.json"
+        if state.exists() and json.loads(state.read_text())["search"]["generation"] >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait() == -signal.SIGKILL, "the search finished before it could be killed"
+    assert not (out / "result.json").exists()
+    resumed = genas("search", "--run", str(run), "--name", "killed", "--resume", *SEARCH)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "result.json").read_bytes() == (run / "search-ref" / "result.json").read_bytes()
+    log = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
+    assert len(log) == len({r["genotype"] for r in log}) == json.loads((out / "result.json").read_text())["evaluations"]
+    assert (out / "report.md").exists() and (out / "loss_vs_sigma.png").exists() and (out / "best_cell.png").exists()
+
+
+def test_search_refuses_to_overwrite_and_changed_settings(run):
+    again = genas("search", "--run", str(run), "--name", "ref", *SEARCH)
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+    changed = genas("search", "--run", str(run), "--name", "ref", "--resume", *SEARCH, "--alpha", "0")
+    assert changed.returncode == 2 and "scoring" in changed.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--metric", "sharpness"], "registered"),
+    (["--stds", "0.003,0.001"], "strictly increasing"),
+    (["--stds", "a,b"], "--stds"),
+    (["--noise-mode", "relative"], "noise-mode"),
+])
+def test_search_bad_input_one_line_errors(run, args, needle):
+    res = genas("search", "--run", str(run), "--name", "bad", *SEARCH, *args)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and res.stderr.strip().count("\n") == 0
+
+
+def test_search_on_unfinished_run_is_an_error(tmp_path):
+    res = genas("search", "--run", str(tmp_path), *SEARCH)
+    assert res.returncode == 2 and "final.pt" in res.stderr
+
+
+@pytest.mark.skipif(not NB201.exists(), reason="NB201 table not available")
+def test_oracle_search_cli(tmp_path):
+    res = genas("search", "--oracle", str(NB201), "--oracle-column", "CIFAR10TestAccuracy200Epochs",
+                "-o", str(tmp_path / "o"), "--generations", "4", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    result = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert result["evaluations"] == 200 and result["best"]["score"] > 93.0
+    bad = genas("search", "--oracle", str(NB201), "--oracle-column", "nope", "-o", str(tmp_path / "p"))
+    assert bad.returncode == 2 and "CIFAR10TestAccuracy200Epochs" in bad.stderr
+
+
+@pytest.mark.slow
+def test_run_pipeline_end_to_end_on_synthetic(tmp_path):
+    res = genas("run", "--preset", "quick", "--dataset", "synthetic", "-o", str(tmp_path / "r"), "--no-progress",
+                "--device", "cpu")
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert summary["best"]["genotype"].startswith("|")
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["params"] > 0
+    report = Path(summary["report"]).read_text()
+    assert "Stand-alone retraining" in report and summary["best"]["genotype"] in report
+    again = genas("run", "--preset", "quick", "--dataset", "synthetic", "-o", str(tmp_path / "r"), "--resume",
+                  "--no-progress", "--device", "cpu")
+    assert again.returncode == 0 and json.loads((tmp_path / "r" / "run.json").read_text())["best"] == summary["best"]
