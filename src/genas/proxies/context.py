@@ -60,12 +60,43 @@ class ScoringConfig:
         return self
 
 
-class ScoringContext:
+class ProxyContext:
+    """What data-only proxies (zero-cost, params, FLOPs) need: no supernet, fresh networks.
+
+    ``network_kwargs`` builds the stand-alone network of a genotype (channels, cells per stage,
+    classes, input channels); ``fresh_network`` gives it seeded initial weights, the same for a
+    genotype on every call.
+    """
+
+    def __init__(self, space: SearchSpace, data: Data, cfg: ScoringConfig, network_kwargs: dict,
+                 device: torch.device | str = "cpu"):
+        self.space, self.data, self.cfg = space, data, cfg.validate()
+        self.device = torch.device(device)
+        self.network_kwargs = dict(network_kwargs)
+        self._zc_batch = None
+
+    def fresh_network(self, genotype: Sequence[int], seed: int | None = None) -> torch.nn.Module:
+        with torch.random.fork_rng():
+            torch.manual_seed(seeding.derive_seed(self.cfg.seed if seed is None else seed, seeding.INIT, 2))
+            return self.space.build_network(tuple(genotype), **self.network_kwargs).to(self.device)
+
+    def zero_cost_batch(self, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """One fixed, seeded batch of supernet-train images (no augmentation) for zero-cost proxies."""
+        if self._zc_batch is None or len(self._zc_batch[1]) != size:
+            idx = seeding.derive_rng(self.cfg.seed, seeding.DATA, 11).choice(self.data.train_idx, size, replace=False)
+            x, y = next(iter(self.data.train.batches(idx, size, train=False)))
+            self._zc_batch = (x.to(self.device), y.to(self.device))
+        return self._zc_batch
+
+
+class ScoringContext(ProxyContext):
+    """Adds the trained supernet (and its epoch-0 weights) for the supernet proxies."""
+
     def __init__(self, space: SearchSpace, supernet: torch.nn.Module, data: Data, cfg: ScoringConfig,
                  device: torch.device | str = "cpu", init_state: dict | None = None,
                  final_state: dict | None = None):
-        self.space, self.data, self.cfg = space, data, cfg.validate()
-        self.device = torch.device(device)
+        kwargs = supernet.config() if hasattr(supernet, "config") else {}
+        super().__init__(space, data, cfg, kwargs, device)
         self.supernet = supernet.to(self.device).eval()
         self.init_state = init_state
         self.final_state = final_state if final_state is not None else {

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .. import seeding
 from ..data import Data
 from ..errors import GenasError
+from .cost import count_params
 from .evaluate import evaluate
 
 
@@ -33,6 +34,7 @@ class StandaloneConfig:
     grad_clip: float = 5.0
     max_train_images: int | None = 20000  # first K images of the (shuffled-once) training set
     train_on: str = "full"  # "full" training set, or "train-half" (keeps the search-validation half unseen)
+    val_images: int | None = None  # search-validation images to evaluate (train-half only; None = all)
     seed: int = 0
 
     def validate(self) -> "StandaloneConfig":
@@ -42,10 +44,6 @@ class StandaloneConfig:
             if getattr(self, name) < 1:
                 raise GenasError(f"{name} must be >= 1, got {getattr(self, name)}")
         return self
-
-
-def count_params(net: torch.nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 def train_indices(data: Data, cfg: StandaloneConfig):
@@ -97,7 +95,8 @@ def train_standalone(space, genotype: Sequence[int], data: Data, cfg: Standalone
     out = dict(test_accuracy=test["accuracy"], test_loss=test["loss"], params=count_params(net),
                train_seconds=round(seconds, 2), train_images=int(len(idx)), history=history)
     if cfg.train_on == "train-half":
-        val = evaluate(net, data.train.batches(data.val_idx, 500, train=False), device)
+        val_idx = data.val_idx if cfg.val_images is None else data.val_idx[: cfg.val_images]
+        val = evaluate(net, data.train.batches(val_idx, 500, train=False), device)
         out.update(val_accuracy=val["accuracy"], val_loss=val["loss"])
     out["network"] = net
     return out
