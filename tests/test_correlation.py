@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from genas.analysis.correlation import correlate, load_table, precision_at_k
+from genas.analysis.correlation import correlate, load_table, load_tables, precision_at_k
 from genas.errors import GenasError
 
 NB201 = Path(__file__).resolve().parents[2] / "shared/data/nb201"
@@ -143,6 +143,7 @@ def test_negate_flips_sign():
     y = rng.normal(size=30)
     loss = -y + rng.normal(size=30)
     plain, neg = run(loss, y), run(loss, y, negate=["proxy"])
+    assert run(loss, y, negate="proxy") == neg
     assert neg["kendall_tau"]["estimate"] == pytest.approx(-plain["kendall_tau"]["estimate"])
     assert neg["spearman_rho"]["estimate"] == pytest.approx(-plain["spearman_rho"]["estimate"])
     assert neg["kendall_tau"]["estimate"] > 0.3
@@ -151,12 +152,15 @@ def test_negate_flips_sign():
         run(loss, y, negate=["nope"])
 
 
-def test_seed_averaging_and_per_seed_summary():
+def test_seed_averaging_and_per_seed_summary(tmp_path):
     y = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     s0 = [1.0, 2.0, 3.0, 4.0, 6.0, 5.0]
     s1 = [3.0, 2.0, 1.0, 4.0, 5.0, 8.0]
     gt = [{"genotype": f"a{i}", "acc": v} for i, v in enumerate(y)]
-    px = [{"genotype": f"a{i}", "seed": s, "proxy": v} for s, vals in ((0, s0), (1, s1)) for i, v in enumerate(vals)]
+    for s, vals in ((0, s0), (1, s1)):  # one proxy file per seed
+        (tmp_path / f"p{s}.jsonl").write_text("".join(
+            json.dumps({"genotype": f"a{i}", "seed": s, "proxy": v}) + "\n" for i, v in enumerate(vals)))
+    px = load_tables([tmp_path / "p0.jsonl", tmp_path / "p1.jsonl"], key="genotype")
     res = correlate(gt, px, ["acc"], ["proxy"], bootstrap=0)
     mean = (np.array(s0) + np.array(s1)) / 2
     assert res["results"]["acc"]["proxy"]["kendall_tau"]["estimate"] == pytest.approx(

@@ -147,7 +147,8 @@ def test_synflow_without_bn_equals_eval_mode_with_fresh_bn_statistics(ctx, data,
         for p in net.parameters():
             p.abs_()
     net(torch.ones(1, data.in_channels, data.image_size, data.image_size, dtype=torch.float64)).sum().backward()
-    value = sum((m.weight * m.weight.grad).abs().sum().item() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.grad is not None]
+    value = sum((m.weight * m.weight.grad).abs().sum().item() for m in layers)
     # eval-mode BN with running stats (0, 1) is the identity up to (1 + eps)^-1/2 per BN layer
     assert results["synflow", g].value == pytest.approx(value, rel=1e-3)
 
@@ -172,7 +173,10 @@ def test_nwot_proxy_uses_every_relu_over_the_batch(ctx, results):
     net = ctx.fresh_network(g).train()
     codes = []
     relus = [m for m in net.modules() if isinstance(m, nn.ReLU)]
-    handles = [m.register_forward_hook(lambda m, i, o: codes.append((o.reshape(len(o), -1) > 0).double())) for m in relus]
+    def hook(module, inputs, out):
+        codes.append((out.reshape(len(out), -1) > 0).double())
+
+    handles = [m.register_forward_hook(hook) for m in relus]
     with torch.no_grad():
         net(x)
     for h in handles:

@@ -200,6 +200,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_list(text: str | None, cast=str) -> list:
+    return [cast(t.strip()) for t in text.split(",") if t.strip()] if text else []
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .analysis.correlation import load_table
+    from .bench.runner import BenchConfig, CONFIG, RESULTS
+    from .config import from_dict, load_json
+    from .workflows import score_archs
+
+    bench = from_dict(BenchConfig, load_json(Path(args.bench) / CONFIG))
+    genotypes = [r["genotype"] for r in load_table(Path(args.bench) / RESULTS, key="genotype")]
+    try:
+        seeds = _split_list(args.seeds, int)
+    except ValueError:
+        raise GenasError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    n = score_archs(genotypes, _split_list(args.metrics), args.output, seeds or [0], _scoring_config(args),
+                    run=args.run, network_kwargs=dict(channels=bench.channels, cells_per_stage=bench.cells_per_stage),
+                    data_args=dict(name=bench.dataset, data_dir=bench.data_dir, split_seed=bench.split_seed),
+                    noise_modes=tuple(_split_list(args.noise_modes)) or ("independent",), device=args.device,
+                    progress=False if args.no_progress else None)
+    print(f"{n} rows appended to {args.output}")
+    return 0
+
+
+def cmd_correlate(args: argparse.Namespace) -> int:
+    from .analysis.correlation import correlate, load_table, load_tables
+
+    truth = load_table(args.truth, key=args.key)
+    proxies = load_tables(args.proxies, key=args.key)
+    result = correlate(truth, proxies, _split_list(args.truth_columns) or None, _split_list(args.proxy_columns) or None,
+                       key=args.key, out_dir=args.output, bootstrap=args.bootstrap, seed=args.seed,
+                       negate=_split_list(args.negate), split=args.split or "", top_fraction=args.top_fraction,
+                       sources=dict(truth=str(args.truth), proxies=[str(p) for p in args.proxies]))
+    print(f"correlations of {len(result.get('proxy_columns', []))} proxies over n={result.get('n')} architectures "
+          f"-> {Path(args.output) / 'correlation.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genas",
@@ -276,6 +315,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_table_options(p, "recipe and sample", BENCH_OPTIONS)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("score", help="score the architectures of a bench folder with proxies (several seeds)",
+                       description="Compute proxies for every architecture in a `genas bench` folder and append one "
+                                   "JSONL row per (architecture, seed). Supernet metrics need --run; zero-cost "
+                                   "metrics use fresh networks of the bench recipe's size. Resumable.")
+    p.add_argument("--bench", required=True, help="a `genas bench` folder (its architectures are scored)")
+    p.add_argument("--run", help="a finished supernet run folder (for flatness, angle, accuracy, loss, combined)")
+    p.add_argument("--metrics", required=True, help="comma-separated proxies, e.g. flatness,angle,accuracy,synflow")
+    p.add_argument("--noise-modes", help="comma-separated flatness noise modes to score (default independent)")
+    p.add_argument("--seeds", default="0", help="comma-separated proxy seeds (default 0)")
+    p.add_argument("-o", "--output", required=True, help="JSONL file to append rows to")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--independent-noise", action="store_true", help="fresh noise per candidate instead of common random numbers")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    _add_table_options(p, "proxy scoring", SCORING_OPTIONS)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("correlate", help="rank correlation of proxies with ground truth (Kendall, Spearman, P@10%)",
+                       description="Kendall tau-b, Spearman rho and precision@top-10% with bootstrap 95% CIs for every "
+                                   "proxy column against every ground-truth column, plus proxies pairwise. Writes "
+                                   "correlation.json, correlation.md, scatter plots and a pairwise-tau heat map.")
+    p.add_argument("--truth", required=True, help="ground-truth table (.jsonl or .csv), e.g. BENCH/results.jsonl")
+    p.add_argument("--proxies", required=True, nargs="+", help="proxy tables (.jsonl/.csv); rows sharing a key are averaged over seeds")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--key", default="genotype", help="column joining the tables (default genotype)")
+    p.add_argument("--truth-columns", help="comma-separated ground-truth columns (default: all numeric)")
+    p.add_argument("--proxy-columns", help="comma-separated proxy columns (default: all numeric)")
+    p.add_argument("--negate", help="comma-separated columns where lower is better (their sign is flipped)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (default 1000; 0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--top-fraction", type=float, default=0.1, help="fraction for precision@k (default 0.1)")
+    p.add_argument("--split", help="free-text label of the ground truth's split, recorded in the outputs")
+    p.set_defaults(func=cmd_correlate)
     return parser
 
 

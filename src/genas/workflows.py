@@ -143,10 +143,82 @@ def run_pipeline(preset: str, out: str | Path, metric: str = "flatness", seed: i
     timings["retrain_s"] = round(time.perf_counter() - t2, 1)
     report = write_search_report(search_dir, retrain=retrained)
     summary = dict(preset=preset, metric=metric, seed=seed, best=result["best"], test_accuracy=retrained["test_accuracy"],
-                   params=retrained["params"], report=str(report), seconds_this_session=timings,
+                   params=retrained["params"], report=str(report.resolve()), seconds_this_session=timings,
                    seconds_per_candidate=_seconds_per_candidate(search_dir))
     save_json(summary, out / "run.json")
     return summary
+
+
+SUPERNET_METRICS = ("flatness", "angle", "accuracy", "loss", "angle+flatness", "accuracy+flatness")
+
+
+def score_archs(genotypes: list[str], metrics: list[str], out_file: str | Path, seeds: list[int], scoring_cfg,
+                run: str | Path | None = None, network_kwargs: dict | None = None, data_args: dict | None = None,
+                noise_modes: tuple[str, ...] = ("independent",), device: str = "cpu",
+                progress: bool | None = None) -> int:
+    """Score fixed architectures with several proxies and seeds; append one JSONL row per (genotype, seed).
+
+    Flatness rows carry the raw losses and, from the same losses, the alpha=0 variant
+    (``flatness_alpha0``); with several noise modes the columns get a ``_<mode>`` suffix.
+    Resumable: rows already in ``out_file`` are skipped. Returns the number of rows written.
+    """
+    import dataclasses as dc
+
+    from tqdm import tqdm
+
+    from .checkpoint import append_jsonl, read_jsonl
+    from .data import load_data
+    from .distributed import resolve_device
+    from .proxies import ProxyContext, ScoringContext, flatness_score, get_proxy
+    from .spaces import get_space
+
+    for m in metrics:
+        get_proxy(m)
+    needs_supernet = [m for m in metrics if m in SUPERNET_METRICS]
+    if needs_supernet and run is None:
+        raise GenasError(f"metrics {', '.join(needs_supernet)} need a supernet: pass --run")
+    out_file = Path(out_file)
+    done = {(r["genotype"], r["seed"]) for r in read_jsonl(out_file)}
+    todo = [(g, s) for s in seeds for g in genotypes if (g, s) not in done]
+    if not todo:
+        return 0
+    dev = resolve_device(device)
+    contexts = {}
+    for seed in seeds:
+        cfg = dc.replace(scoring_cfg, seed=seed)
+        if run is not None:
+            base = ScoringContext.from_run(run, cfg, dev)
+            if network_kwargs:
+                base.network_kwargs = dict(network_kwargs, num_classes=base.data.num_classes,
+                                           in_channels=base.data.in_channels)
+        else:
+            data = load_data(**(data_args or {}))
+            base = ProxyContext(get_space("nb201"), data, cfg, dict(network_kwargs, num_classes=data.num_classes,
+                                                                    in_channels=data.in_channels), dev)
+        contexts[seed] = base
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for text, seed in tqdm(todo, desc="scoring", disable=None if progress is None else not progress):
+        ctx = contexts[seed]
+        genotype = ctx.space.parse(text)
+        row = dict(genotype=text, seed=seed)
+        for metric in metrics:
+            modes = noise_modes if "flatness" in metric else (None,)
+            for mode in modes:
+                if mode is not None:
+                    ctx.cfg = dc.replace(scoring_cfg, seed=seed, noise_mode=mode)
+                col = metric if mode is None or len(noise_modes) == 1 else f"{metric}_{mode}"
+                res = get_proxy(metric)(ctx, genotype)
+                row[col] = res.value
+                if metric == "flatness":
+                    row[col.replace("flatness", "flatness_alpha0")] = flatness_score(
+                        res.raw["losses"], ctx.cfg.stds, 0.0, ctx.cfg.eps)
+                    row[col.replace("flatness", "flatness_losses")] = res.raw["losses"]
+                elif metric == "angle+flatness" and mode == modes[0]:
+                    row["flatness_share_angle"] = res.raw["flatness_share"]
+        append_jsonl(row, out_file)
+        written += 1
+    return written
 
 
 def _seconds_per_candidate(search_dir: Path) -> float | None:

@@ -28,6 +28,7 @@ import csv
 import json
 import math
 import re
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -136,6 +137,13 @@ def load_table(path: str | Path, key: str | None = None, columns: Sequence[str] 
     return rows
 
 
+def load_tables(paths: Sequence[str | Path], key: str | None = None) -> list[dict]:
+    """``load_table`` for each path (each must have ``key``), concatenated: e.g. one proxy file per seed."""
+    if not paths:
+        raise GenasError("no table given")
+    return [row for path in paths for row in load_table(path, key=key)]
+
+
 # --------------------------------------------------------------------------------------- statistics
 
 def _k_for(n: int, fraction: float) -> int:
@@ -214,7 +222,8 @@ def _degenerate_note(x: np.ndarray, y: np.ndarray, a: str, b: str) -> str | None
         return f"{a} vs {b}: only {len(x)} row(s) with both values (need 3): statistics are null"
     const = [name for name, v in ((a, x), (b, y)) if _is_constant(v)]
     if const:
-        return f"{a} vs {b}: {' and '.join(const)} constant over the n={len(x)} rows: tau and rho are null"
+        return (f"{a} vs {b}: {' and '.join(const)} {'is' if len(const) == 1 else 'are'} constant over the "
+                f"n={len(x)} rows: tau and rho are null")
     return None
 
 
@@ -341,6 +350,7 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
     Returns the JSON-safe result dict (null instead of NaN). Raises GenasError on bad input.
     """
     proxy_key = proxy_key or key
+    negate = [negate] if isinstance(negate, str) else list(negate or ())
     if not gt_rows:
         raise GenasError("no ground-truth rows")
     if not proxy_rows:
@@ -392,8 +402,8 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
     if n_joined < 3:
         notes.append(f"only {n_joined} architecture(s) are in both tables (need >= 3): every statistic is null")
 
-    def finite_pair(i: int, j: int, data: np.ndarray = cols) -> np.ndarray:
-        return np.isfinite(data[:, i]) & np.isfinite(data[:, j])
+    def finite_pair(i: int, j: int) -> np.ndarray:
+        return np.isfinite(cols[:, i]) & np.isfinite(cols[:, j])
 
     # --- point estimates
     main_order = [(p, len(proxy_columns) + g) for g in range(len(gt_columns)) for p in range(len(proxy_columns))]
@@ -424,22 +434,19 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
                 i, j = p
                 sel = idx[masks[p][idx]]
                 x, y = cols[sel, i], cols[sel, j]
-                if point[p]["tau"] == point[p]["tau"]:  # not NaN
+                if not math.isnan(point[p]["tau"]):
                     boot[p]["tau"].append(_tau(x, y))
                 if p in main_pairs:
-                    if point[p]["rho"] == point[p]["rho"]:
+                    if not math.isnan(point[p]["rho"]):
                         boot[p]["rho"].append(_rho(x, y))
                     boot[p]["pk"].append(_pk(x, y, top_fraction))
 
     def metric(p: tuple[int, int], name: str) -> dict:
-        if name == "pk":
-            pk = point[p]["pk"]
-            est = pk["estimate"] if pk else math.nan
-        else:
-            est = point[p][name]
+        pk = point[p].get("pk") if name == "pk" else None
+        est = (pk["estimate"] if pk else math.nan) if name == "pk" else point[p][name]
         ci, used = _ci(boot[p][name], confidence) if p in boot and bootstrap else (None, 0)
         out = _metric(est, ci, used, bootstrap)
-        if name == "pk" and pk:
+        if pk:
             out["k"] = pk["k"]
             out["tie_range"] = pk["tie_range"]
         return out
@@ -680,11 +687,12 @@ def _plot_scatter(result: dict, cols: np.ndarray, g: int, path: Path) -> None:
         x, y = cols[m, p], y_all[m]
         big = len(x) > 2000
         if len(x):
-            # keep far outliers (e.g. a -1e8 sentinel) from squashing the axis: draw them at its edge
-            q1, q3 = np.percentile(x, [25, 75])
-            iqr = q3 - q1
-            lo, hi = (max(x.min(), q1 - 5 * iqr), min(x.max(), q3 + 5 * iqr)) if iqr > 0 else (x.min(), x.max())
-            out = (x < lo) | (x > hi)
+            # keep extreme outliers (e.g. a -1e8 sentinel) from squashing the axis: points more than ten
+            # 1st-99th percentile spans beyond that range are drawn at the axis edge, in red
+            p1, p99 = np.percentile(x, [1, 99])
+            span = p99 - p1
+            out = ((x < p1 - 10 * span) | (x > p99 + 10 * span)) if span > 0 else np.zeros(len(x), bool)
+            lo, hi = (x[~out].min(), x[~out].max()) if (~out).any() else (x.min(), x.max())
             ax.scatter(x[~out], y[~out], s=2 if big else 12, alpha=0.25 if big else 0.7, lw=0)
             if out.any():
                 ax.scatter(np.clip(x[out], lo, hi), y[out], s=14, marker="x", color="red", lw=0.8)
@@ -699,9 +707,11 @@ def _plot_scatter(result: dict, cols: np.ndarray, g: int, path: Path) -> None:
             ax.set_ylabel(gname, fontsize=7)
     for p in range(len(proxy_columns), nrows * ncols):
         axes[p // ncols][p % ncols].axis("off")
-    fig.suptitle(f"proxy value vs {gname}" + (f" ({inp['split']})" if inp["split"] else ""), fontsize=9)
+    title = f"proxy value vs {gname}" + (f" ({inp['split']})" if inp["split"] else "")
+    title = textwrap.shorten(title, 90 * ncols, placeholder=" ...")
+    fig.suptitle("\n".join(textwrap.wrap(title, 45 * ncols)), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -725,5 +735,5 @@ def _plot_heatmap(tm: dict, path: Path) -> None:
     ax.set_title("pairwise Kendall τ-b", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -170,7 +170,8 @@ def synflow(ctx, genotype) -> float:
     out = net(torch.ones(shape, dtype=torch.float64, device=ctx.device))
     out.sum().backward()
     with torch.no_grad():
-        return float(sum((m.weight * m.weight.grad).abs().sum() for m in _weight_layers(net) if m.weight.grad is not None))
+        layers = [m for m in _weight_layers(net) if m.weight.grad is not None]
+        return float(sum((m.weight * m.weight.grad).abs().sum() for m in layers))
 
 
 @_zero_cost("nwot")
