@@ -36,10 +36,15 @@ SUPERNET_OPTIONS = [
 ]
 
 
-def _add_supernet_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("supernet training (defaults from --preset)")
-    for name, typ, help_text in SUPERNET_OPTIONS:
+def _add_table_options(p: argparse.ArgumentParser, title: str, table) -> argparse._ArgumentGroup:
+    g = p.add_argument_group(title)
+    for name, typ, help_text in table:
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)
+    return g
+
+
+def _add_supernet_options(p: argparse.ArgumentParser) -> None:
+    g = _add_table_options(p, "supernet training (defaults from --preset)", SUPERNET_OPTIONS)
     g.add_argument("--affine", dest="affine", action="store_true", default=None,
                    help="learn affine parameters in the supernet's cell BatchNorms (NB201 search nets do not)")
     g.add_argument("--nesterov", dest="nesterov", action="store_true", default=None, help="Nesterov momentum")
@@ -102,12 +107,6 @@ SCORING_OPTIONS = [
     ("noise_samples", int, "noise draws per std, averaged (default 1)"),
     ("gamma", float, "weight of flatness in angle+flatness / accuracy+flatness (default 16)"),
 ]
-
-
-def _add_table_options(p: argparse.ArgumentParser, title: str, table) -> None:
-    g = p.add_argument_group(title)
-    for name, typ, help_text in table:
-        g.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)
 
 
 def _scoring_config(args: argparse.Namespace):
@@ -234,8 +233,9 @@ def cmd_correlate(args: argparse.Namespace) -> int:
                        key=args.key, out_dir=args.output, bootstrap=args.bootstrap, seed=args.seed,
                        negate=_split_list(args.negate), split=args.split or "", top_fraction=args.top_fraction,
                        sources=dict(truth=str(args.truth), proxies=[str(p) for p in args.proxies]))
-    print(f"correlations of {len(result.get('proxy_columns', []))} proxies over n={result.get('n')} architectures "
-          f"-> {Path(args.output) / 'correlation.md'}")
+    inputs = result["inputs"]
+    print(f"correlations of {len(inputs['proxy_columns'])} proxies with {len(inputs['ground_truth_columns'])} "
+          f"ground-truth columns over {inputs['joined']} architectures -> {Path(args.output) / 'correlation.md'}")
     return 0
 
 

@@ -166,7 +166,7 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
         try:
             if text in done_genotypes(out):  # finished by another worker between the checks
                 continue
-            row = dict(index=index, genotype=text, seed=cfg.seed)
+            row = dict(index=index, genotype=text, seed=cfg.seed, torch_threads=torch.get_num_threads())
             net_kwargs = dict(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage,
                               num_classes=data.num_classes, in_channels=data.in_channels)
             net = space.build_network(genotype, **net_kwargs)

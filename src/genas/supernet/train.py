@@ -35,6 +35,7 @@ from ..distributed import DistContext, setup, teardown
 from ..errors import GenasError
 from ..spaces import get_space
 from ..train.evaluate import evaluate
+from ..train.step import sgd_step
 
 CHECKPOINT, INIT, FINAL, SUMMARY, CONFIG, LOG = ("checkpoint.pt", "init.pt", "final.pt", "summary.json",
                                                 "config.json", "log.jsonl")
@@ -166,11 +167,7 @@ def _train(cfg: SupernetConfig, run: Path, resume: bool, ctx: DistContext, progr
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
             logits = ddp(x, genotype)
             loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            sgd_step(loss, opt, model.parameters(), cfg.grad_clip)
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -205,6 +202,7 @@ def _train(cfg: SupernetConfig, run: Path, resume: bool, ctx: DistContext, progr
         raise RuntimeError(f"distributed ranks ended with different weights: {digests}")
     log = read_jsonl(run / LOG) if ctx.is_main else []
     summary = dict(run=str(run), epochs=cfg.epochs, world_size=ctx.world, device=str(ctx.device),
+                   torch_threads=torch.get_num_threads(),
                    final_digest=digests[0], rank_digests=digests,
                    final_train_loss=log[-1]["train_loss"] if log else None,
                    final_val_acc=log[-1]["val_acc"] if log else None,

@@ -19,6 +19,7 @@ from ..data import Data
 from ..errors import GenasError
 from .cost import count_params
 from .evaluate import evaluate
+from .step import sgd_step
 
 
 @dataclass
@@ -80,11 +81,7 @@ def train_standalone(space, genotype: Sequence[int], data: Data, cfg: Standalone
                          leave=False, disable=None if progress is None else not progress):
             x, y = x.to(device), y.to(device)
             loss = F.cross_entropy(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
+            sgd_step(loss, opt, net.parameters(), cfg.grad_clip)
             loss_sum += loss.detach().double() * len(y)
             seen += len(y)
         sched.step()
