@@ -97,3 +97,9 @@ def test_run_pipeline_end_to_end_on_synthetic(tmp_path):
     again = genas("run", "--preset", "quick", "--dataset", "synthetic", "-o", str(tmp_path / "r"), "--resume",
                   "--no-progress", "--device", "cpu")
     assert again.returncode == 0 and json.loads((tmp_path / "r" / "run.json").read_text())["best"] == summary["best"]
+    exp = genas("export", "--run", str(tmp_path / "r"), "-o", str(tmp_path / "exp"))
+    assert exp.returncode == 0, exp.stderr[-2000:]
+    meta = json.loads((tmp_path / "exp" / "genotype.json").read_text())
+    assert meta["genotype"] == summary["best"]["genotype"] and meta["test_accuracy"] == summary["test_accuracy"]
+    missing = genas("export", "--run", str(tmp_path), "-o", str(tmp_path / "exp2"))
+    assert missing.returncode == 2 and "retrain" in missing.stderr

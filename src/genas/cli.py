@@ -239,6 +239,15 @@ def cmd_correlate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import MODEL, export_run
+
+    out = export_run(args.run, args.output)
+    print(f"exported {out / MODEL} (load with torch.export.load(path).module(); no genas needed) and "
+          f"{out / 'genotype.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genas",
@@ -349,6 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-fraction", type=float, default=0.1, help="fraction for precision@k (default 0.1)")
     p.add_argument("--split", help="free-text label of the ground truth's split, recorded in the outputs")
     p.set_defaults(func=cmd_correlate)
+
+    p = sub.add_parser("export", help="export the found, retrained network for plain PyTorch",
+                       description="Write the winner of a `genas run` folder, with its retrained weights, as a "
+                                   "torch.export program (model.pt2) that loads without genas, plus genotype.json "
+                                   "(genotype, network arguments, input shape, normalisation).")
+    p.add_argument("--run", required=True, help="a finished `genas run` folder")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

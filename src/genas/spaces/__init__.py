@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from .base import Genotype, SearchSpace
+from .darts import DARTSSpace
 from .nb201 import NB201Space
 
-_SPACES = {"nb201": NB201Space}
+_SPACES = {"nb201": NB201Space, "darts": DARTSSpace}
 
 
 def list_spaces() -> list[str]:
