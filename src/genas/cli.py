@@ -219,7 +219,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                     run=args.run, network_kwargs=dict(channels=bench.channels, cells_per_stage=bench.cells_per_stage),
                     data_args=dict(name=bench.dataset, data_dir=bench.data_dir, split_seed=bench.split_seed),
                     noise_modes=tuple(_split_list(args.noise_modes)) or ("independent",), device=args.device,
-                    progress=False if args.no_progress else None)
+                    progress=False if args.no_progress else None, space=bench.space)
     print(f"{n} rows appended to {args.output}")
     return 0
 

@@ -155,7 +155,7 @@ SUPERNET_METRICS = ("flatness", "angle", "accuracy", "loss", "angle+flatness", "
 def score_archs(genotypes: list[str], metrics: list[str], out_file: str | Path, seeds: list[int], scoring_cfg,
                 run: str | Path | None = None, network_kwargs: dict | None = None, data_args: dict | None = None,
                 noise_modes: tuple[str, ...] = ("independent",), device: str = "cpu",
-                progress: bool | None = None) -> int:
+                progress: bool | None = None, space: str = "nb201") -> int:
     """Score fixed architectures with several proxies and seeds; append one JSONL row per (genotype, seed).
 
     Flatness rows carry the raw losses and, from the same losses, the alpha=0 variant
@@ -193,7 +193,7 @@ def score_archs(genotypes: list[str], metrics: list[str], out_file: str | Path, 
                                            in_channels=base.data.in_channels)
         else:
             data = load_data(**(data_args or {}))
-            base = ProxyContext(get_space("nb201"), data, cfg, dict(network_kwargs, num_classes=data.num_classes,
+            base = ProxyContext(get_space(space), data, cfg, dict(network_kwargs, num_classes=data.num_classes,
                                                                     in_channels=data.in_channels), dev)
         contexts[seed] = base
     out_file.parent.mkdir(parents=True, exist_ok=True)
