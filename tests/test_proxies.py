@@ -159,7 +159,7 @@ def test_angle_definition(ctx):
     angle = get_proxy("angle")(ctx, conv_path).value
     assert 0.0 < angle < math.pi
     same = ScoringContext.__new__(ScoringContext)
-    same.supernet, same.init_state, same.final_state = ctx.supernet, ctx.init_state, ctx.init_state
+    same.supernet, same.init_state, same.final_state, same.cfg = ctx.supernet, ctx.init_state, ctx.init_state, ctx.cfg
     assert get_proxy("angle")(same, conv_path).value == pytest.approx(0.0, abs=1e-6)
 
 

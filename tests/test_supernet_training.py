@@ -119,3 +119,14 @@ def test_torchrun_two_cpu_ranks_end_identical(tmp_path):
     assert state_digest(final) == summary["final_digest"]
     assert state_digest(final) != state_digest(load_torch(run / "init.pt"))
     assert all(torch.isfinite(t.float()).all() for t in final.values())
+
+
+def test_darts_supernet_trains_and_resumes(tmp_path):
+    cfg = dict(space="darts", channels=4, layers=5, epochs=2)
+    ref = train_tiny(tmp_path / "ref", **cfg)
+    cfg_json = json.loads((tmp_path / "ref" / "config.json").read_text())
+    assert cfg_json["space"] == "darts" and cfg_json["weight_decay"] == 3e-4 and cfg_json["layers"] == 5
+    log = [json.loads(line) for line in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["val_arch"].startswith("Genotype(normal=")
+    again = train_tiny(tmp_path / "again", **cfg)
+    assert again["final_digest"] == ref["final_digest"]

@@ -14,13 +14,14 @@ from .errors import GenasError
 
 # (config field, type, help) for every supernet-training option; defaults come from the preset
 SUPERNET_OPTIONS = [
-    ("space", str, "search space (nb201)"),
+    ("space", str, "search space: nb201 (default) or darts"),
     ("dataset", str, "dataset: fashion-mnist (default), cifar10, cifar100, imagefolder, synthetic"),
     ("data_dir", str, "folder with the dataset files (fashion-mnist default: /usr/share/datasets/fashion-mnist)"),
     ("split_seed", int, "seed of the supernet-train / search-validation split of the training set (default 0)"),
     ("val_fraction", float, "share of the training set held out for search validation (default 0.5)"),
     ("channels", int, "channels C of the first stage"),
-    ("cells_per_stage", int, "cells N per stage (NB201 uses 5)"),
+    ("cells_per_stage", int, "NB201: cells N per stage (NB201 uses 5)"),
+    ("layers", int, "DARTS: cells in the supernet, 2 of them reductions (GeNAS: 8)"),
     ("epochs", int, "training epochs"),
     ("batch_size", int, "global batch size (split across torchrun ranks)"),
     ("lr", float, "initial SGD learning rate (cosine-annealed)"),

@@ -25,7 +25,8 @@ class SupernetConfig:
     split_seed: int = 0  # seed of the supernet-train / search-validation split
     val_fraction: float = 0.5  # share of the official training set held out for search validation
     channels: int = 16
-    cells_per_stage: int = 2
+    cells_per_stage: int = 2  # NB201: cells per stage
+    layers: int = 8  # DARTS: cells in the supernet (2 of them reductions)
     affine: bool = False  # learn affine parameters in the supernet's cell BatchNorms
     epochs: int = 30
     batch_size: int = 64  # global batch; divided across distributed ranks
@@ -48,7 +49,7 @@ class SupernetConfig:
         return out
 
     def validate(self) -> "SupernetConfig":
-        positive = ("channels", "cells_per_stage", "epochs", "batch_size", "val_images", "save_every")
+        positive = ("channels", "cells_per_stage", "layers", "epochs", "batch_size", "val_images", "save_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise GenasError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -69,10 +70,18 @@ SUPERNET_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Per-space changes to the presets (DARTS: the official 8-cell supernet at C=16; smaller for quick).
+SPACE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "darts": {"quick": dict(channels=8, layers=5, epochs=3), "default": dict(channels=16, layers=8),
+              "paper": dict(channels=16, layers=8)},
+}
+
+
 def supernet_config(preset: str = "default", **overrides) -> SupernetConfig:
     if preset not in SUPERNET_PRESETS:
         raise GenasError(f"unknown preset {preset!r}; available: {', '.join(SUPERNET_PRESETS)}")
-    values = dict(SUPERNET_PRESETS[preset], preset=preset)
+    space = overrides.get("space") or SupernetConfig.space
+    values = dict(SUPERNET_PRESETS[preset], **SPACE_PRESETS.get(space, {}).get(preset, {}), preset=preset)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SupernetConfig(**values).resolved().validate()
 

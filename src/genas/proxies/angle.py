@@ -10,6 +10,7 @@ RLNAS code's ``break`` out of the cell loop is not reproduced). Per op: convs gi
 ``skip_connect`` adds nothing (RLNAS NB201; the DARTS code instead adds eye(C)). All parameters
 outside the searchable cells (stem, residual reduction blocks, last BN, classifier) are
 appended. A candidate whose paths are all dropped scores 0 (worst), as in RLNAS.
+The DARTS vectors (GENAS_SPEC.md section 2.1) are in :mod:`genas.proxies.angle_darts`.
 Higher is better: the angle in radians.
 """
 from __future__ import annotations
@@ -58,13 +59,28 @@ def angle_between(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.acos(max(-1.0, min(1.0, cos.item())))
 
 
+def path_vector(supernet, state: dict, genotype, dil_conv_quirk: bool = False) -> torch.Tensor | None:
+    """The angle vector in the supernet's space (NB201 here, DARTS in :mod:`.angle_darts`)."""
+    from ..spaces.darts_net import DARTSSupernet
+    from ..spaces.nb201_net import NB201Supernet
+
+    if isinstance(supernet, DARTSSupernet):
+        from .angle_darts import darts_path_vector
+
+        return darts_path_vector(supernet, state, genotype, reproduce_dil_conv_quirk=dil_conv_quirk)
+    if isinstance(supernet, NB201Supernet):
+        return nb201_path_vector(supernet, state, genotype)
+    raise ValueError(f"the angle metric has no path vector for {type(supernet).__name__}")
+
+
 @register("angle")
 def angle_proxy(ctx, genotype) -> ProxyResult:
     if ctx.init_state is None:
         raise ValueError("the angle metric needs the supernet's epoch-0 weights (init.pt)")
-    v0 = nb201_path_vector(ctx.supernet, ctx.init_state, genotype)
+    quirk = getattr(ctx.cfg, "dil_conv_quirk", False)
+    v0 = path_vector(ctx.supernet, ctx.init_state, genotype, quirk)
     if v0 is None:
         return ProxyResult(0.0, dict(angle=0.0, disconnected=True))
-    v1 = nb201_path_vector(ctx.supernet, ctx.final_state, genotype)
+    v1 = path_vector(ctx.supernet, ctx.final_state, genotype, quirk)
     theta = angle_between(v0, v1)
     return ProxyResult(theta, dict(angle=theta))

@@ -38,6 +38,7 @@ class ScoringConfig:
     noise_samples: int = 1  # noise draws per std, averaged
     common_noise: bool = True  # common random numbers across candidates
     gamma: float = 16.0  # weight of flatness in the combined metrics (official README: 16)
+    dil_conv_quirk: bool = False  # DARTS angle: reproduce the official [bn.w, bn.w] dil_conv vector
     seed: int = 0
 
     def validate(self) -> "ScoringConfig":

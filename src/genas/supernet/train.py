@@ -8,7 +8,8 @@ Run folder layout (everything a later command needs; nothing passes through memo
 * ``weights_epoch_K.pt`` periodic weight snapshots
 * ``checkpoint.pt``      full training state after the last finished epoch (for ``--resume``)
 * ``final.pt``           weights after the last epoch
-* ``log.jsonl``          one line per epoch: lr, train loss/acc, sampled-subnet val acc, img/s
+* ``log.jsonl``          one line per epoch: lr, train loss/acc, img/s, and the search-validation
+                         accuracy of one sampled path after BN recalibration
 * ``summary.json``       written last; its presence marks a finished run
 
 Randomness per epoch (data order, augmentation, sampled paths, the logged val architecture) is
@@ -41,13 +42,19 @@ CHECKPOINT, INIT, FINAL, SUMMARY, CONFIG, LOG = ("checkpoint.pt", "init.pt", "fi
                                                 "config.json", "log.jsonl")
 
 
+def supernet_kwargs(cfg: SupernetConfig, num_classes: int, in_channels: int) -> dict:
+    """The space's supernet constructor arguments for a config."""
+    if cfg.space == "darts":
+        return dict(C=cfg.channels, layers=cfg.layers, num_classes=num_classes, in_channels=in_channels)
+    return dict(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, num_classes=num_classes,
+                in_channels=in_channels, affine=cfg.affine)
+
+
 def build_supernet_for(cfg: SupernetConfig, data: Data):
     """The supernet a config describes, with deterministic initial weights."""
     with torch.random.fork_rng():
         torch.manual_seed(seeding.derive_seed(cfg.seed, seeding.INIT))
-        return get_space(cfg.space).build_supernet(
-            channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, num_classes=data.num_classes,
-            in_channels=data.in_channels, affine=cfg.affine)
+        return get_space(cfg.space).build_supernet(**supernet_kwargs(cfg, data.num_classes, data.in_channels))
 
 
 def load_run_config(run: Path) -> SupernetConfig:
@@ -60,12 +67,20 @@ def load_supernet(run: Path, which: str = "final", device: torch.device | str = 
     cfg = load_run_config(run)
     facts = load_json(run / "data.json")
     space = get_space(cfg.space)
-    model = space.build_supernet(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage,
-                                 num_classes=facts["num_classes"], in_channels=facts["in_channels"],
-                                 affine=cfg.affine)
+    model = space.build_supernet(**supernet_kwargs(cfg, facts["num_classes"], facts["in_channels"]))
     path = run / (which if which.endswith(".pt") else f"{which}.pt")
     model.load_state_dict(load_torch(path))
     return model.to(device)
+
+
+def _validate(model, genotype, data: Data, train_idx, val_idx, device) -> dict:
+    """Accuracy of one sampled path on search-validation images, on a copy whose BatchNorm is
+    recalibrated on 512 supernet-train images (the shared statistics mix every path)."""
+    from ..proxies.bn import recalibrate_bn
+
+    net = model.extract(genotype)
+    recalibrate_bn(net, [(x.to(device), y) for x, y in data.train.batches(train_idx[:512], 128, train=False)])
+    return evaluate(net, data.train.batches(val_idx, 256, train=False), device)
 
 
 def _train_indices(cfg: SupernetConfig, data: Data):
@@ -179,8 +194,7 @@ def _train(cfg: SupernetConfig, run: Path, resume: bool, ctx: DistContext, progr
 
         val_arch = space.sample(seeding.derive_rng(cfg.seed, seeding.VAL_ARCH, epoch))
         model.eval()
-        val = evaluate(lambda x: model(x, val_arch), data.train.batches(val_idx, 256, train=False), ctx.device) \
-            if ctx.is_main else None
+        val = _validate(model, val_arch, data, train_idx, val_idx, ctx.device) if ctx.is_main else None
         record = dict(epoch=epoch, lr=lr, train_loss=loss_sum.item() / max(seen, 1),
                       train_acc=correct.item() / max(seen, 1), val_arch=space.format(val_arch),
                       val_acc=val["accuracy"] if val else None, val_loss=val["loss"] if val else None,
