@@ -27,14 +27,20 @@ fi
 
 FMNIST=/usr/share/datasets/fashion-mnist
 CACHE="$HOME/.cache/genas/fashion-mnist"
-if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && [ ! -d "$CACHE/FashionMNIST/raw" ]; then
+need_apt=()
+[ -f "$FMNIST/train-images-idx3-ubyte.gz" ] || [ -d "$CACHE/FashionMNIST/raw" ] || need_apt+=(dataset-fashion-mnist)
+command -v dot >/dev/null || need_apt+=(graphviz)
+if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
-    apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "${need_apt[@]}" >/dev/null; }
   else
-    echo "setup: Fashion-MNIST is not in $FMNIST and apt-get is not usable here (needs root on Debian);"
-    echo "setup: falling back to torchvision's download into $CACHE"
-    "$VENV/bin/python" -c "import torchvision; torchvision.datasets.FashionMNIST('$CACHE', train=True, download=True); torchvision.datasets.FashionMNIST('$CACHE', train=False, download=True)"
+    case " ${need_apt[*]} " in *" graphviz "*)
+      echo "setup: graphviz's \`dot\` is missing and apt-get is not usable here; cell diagrams will be skipped";; esac
+    case " ${need_apt[*]} " in *" dataset-fashion-mnist "*)
+      echo "setup: Fashion-MNIST is not in $FMNIST and apt-get is not usable here (needs root on Debian);"
+      echo "setup: falling back to torchvision's download into $CACHE"
+      "$VENV/bin/python" -c "import torchvision; torchvision.datasets.FashionMNIST('$CACHE', train=True, download=True); torchvision.datasets.FashionMNIST('$CACHE', train=False, download=True)";; esac
   fi
 fi
