@@ -39,7 +39,12 @@ def write_search_report(out_dir: str | Path, retrain: dict | None = None, top: i
               if isinstance((r := log.get(t["genotype"], {})).get("raw"), dict) and "losses" in r["raw"]]
     if curves:
         figs.append(("Validation loss vs noise std, top candidates", plot_loss_vs_sigma(curves, out_dir / "loss_vs_sigma.png")))
-    if space.name == "nb201":
+    from .cells import draw_cell, graphviz_available
+
+    if graphviz_available():
+        png, _svg = draw_cell(space, best["genotype"], out_dir / "best_cell")
+        figs.append(("Winning cell", png))
+    elif space.name == "nb201":  # no graphviz `dot`: matplotlib drawing
         ops = [space.ops[i] for i in space.parse(best["genotype"])]
         figs.append(("Winning cell", draw_nb201_cell(ops, space.edges, out_dir / "best_cell.png", best["genotype"])))
 
