@@ -103,3 +103,17 @@ def test_run_pipeline_end_to_end_on_synthetic(tmp_path):
     assert meta["genotype"] == summary["best"]["genotype"] and meta["test_accuracy"] == summary["test_accuracy"]
     missing = genas("export", "--run", str(tmp_path), "-o", str(tmp_path / "exp2"))
     assert missing.returncode == 2 and "retrain" in missing.stderr
+
+
+def test_retrain_cli_published_genotype_and_errors(tmp_path):
+    opts = ["--dataset", "synthetic", "--channels", "4", "--layers", "5", "--epochs", "1", "--batch-size", "32",
+            "--max-train-images", "64", "--no-progress", "--device", "cpu"]
+    res = genas("retrain", "--genotype", "DARTS_V2", "-o", str(tmp_path / "rt"), *opts)
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads((tmp_path / "rt" / "result.json").read_text())
+    assert 0.0 <= result["best_top1"] <= result["best_top5"] <= 1.0
+    assert (tmp_path / "rt" / "best.pt").exists() and (tmp_path / "rt" / "last.pt").exists()
+    again = genas("retrain", "--genotype", "DARTS_V2", "-o", str(tmp_path / "rt"), *opts)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    bad = genas("retrain", "--genotype", "Genotype(normal=[('conv_9x9', 0)])", "-o", str(tmp_path / "bad"), *opts)
+    assert bad.returncode == 2 and "conv_9x9" in bad.stderr and "Traceback" not in bad.stderr

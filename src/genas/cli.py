@@ -240,6 +240,56 @@ def cmd_correlate(args: argparse.Namespace) -> int:
     return 0
 
 
+RETRAIN_OPTIONS = [
+    ("dataset", str, "dataset (preset default: quick fashion-mnist, cifar cifar10, imagenet imagefolder)"),
+    ("data_dir", str, "folder with the dataset files"),
+    ("channels", int, "initial channels C"),
+    ("layers", int, "DARTS: number of cells"),
+    ("cells_per_stage", int, "NB201: cells per stage"),
+    ("epochs", int, "training epochs"),
+    ("batch_size", int, "global batch size (split across torchrun ranks)"),
+    ("lr", float, "initial learning rate"),
+    ("weight_decay", float, "weight decay"),
+    ("schedule", str, "cosine or linear (GeNAS ImageNet) learning-rate schedule"),
+    ("warmup_epochs", int, "linear warm-up epochs"),
+    ("label_smoothing", float, "label smoothing of the training loss"),
+    ("aux_weight", float, "weight of the auxiliary head's loss (DARTS)"),
+    ("drop_path", float, "final drop-path probability, increased linearly over epochs (DARTS)"),
+    ("cutout", int, "cutout square side in pixels (0 = off)"),
+    ("max_train_images", int, "use only this many training images"),
+    ("seed", int, "training seed"),
+]
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from .train.retrain import retrain, retrain_config
+
+    if args.resume and args.genotype is None and args.result is None:
+        cfg = None  # the stored config
+    else:
+        if (args.genotype is None) == (args.result is None):
+            raise GenasError("give exactly one of --genotype (string or published name) or --result RESULT.json")
+        space, genotype = args.space, args.genotype
+        if args.result is not None:
+            from .config import load_json
+
+            found = load_json(args.result)
+            if "best" not in found or "space" not in found:
+                raise GenasError(f"{args.result} is not a search result.json (no 'best'/'space')")
+            space, genotype = found["space"], found["best"]["genotype"]
+        values = {n: getattr(args, n) for n, _, _ in RETRAIN_OPTIONS}
+        if args.auxiliary is not None:
+            values["auxiliary"] = args.auxiliary
+        cfg = retrain_config(args.preset, space=space, genotype=genotype, **values)
+    result = retrain(cfg, args.output, resume=args.resume, device=args.device,
+                     progress=False if args.no_progress else None)
+    if os.environ.get("RANK", "0") == "0":
+        top5 = result.get("best_top5")
+        print(f"best top-1 {result.get('best_top1')}" + (f", top-5 {top5}" if top5 is not None else "")
+              + f"  ->  {Path(args.output).resolve()}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import MODEL, export_run
 
@@ -359,6 +409,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-fraction", type=float, default=0.1, help="fraction for precision@k (default 0.1)")
     p.add_argument("--split", help="free-text label of the ground truth's split, recorded in the outputs")
     p.set_defaults(func=cmd_correlate)
+
+    p = sub.add_parser("retrain", help="train a found architecture stand-alone (DARTS/NB201 evaluation recipes)",
+                       description="Train a genotype from scratch with a recipe preset: quick (Fashion-MNIST, "
+                                   "minutes), cifar (DARTS protocol: 600 epochs, C=36, 20 cells, cutout, drop path, "
+                                   "auxiliary 0.4) or imagenet (GeNAS protocol). Writes config.json, log.jsonl, "
+                                   "last.pt (full state for --resume), best.pt and result.json (top-1/top-5, params, "
+                                   "MACs). Works under torchrun (DDP).")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--genotype", help="genotype string, or a published DARTS name such as FLATNESS_CIFAR100")
+    p.add_argument("--result", help="a search result.json whose best genotype to train")
+    p.add_argument("--space", default="darts", help="space of --genotype: darts (default) or nb201")
+    p.add_argument("--preset", default="quick", choices=["quick", "cifar", "imagenet"], help="recipe (default quick)")
+    p.add_argument("--auxiliary", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the auxiliary head (DARTS)")
+    p.add_argument("--resume", action="store_true", help="continue from last.pt")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_table_options(p, "recipe overrides", RETRAIN_OPTIONS)
+    p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("export", help="export the found, retrained network for plain PyTorch",
                        description="Write the winner of a `genas run` folder, with its retrained weights, as a "
