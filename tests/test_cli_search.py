@@ -115,5 +115,9 @@ def test_retrain_cli_published_genotype_and_errors(tmp_path):
     assert (tmp_path / "rt" / "best.pt").exists() and (tmp_path / "rt" / "last.pt").exists()
     again = genas("retrain", "--genotype", "DARTS_V2", "-o", str(tmp_path / "rt"), *opts)
     assert again.returncode == 2 and "--resume" in again.stderr
-    bad = genas("retrain", "--genotype", "Genotype(normal=[('conv_9x9', 0)])", "-o", str(tmp_path / "bad"), *opts)
+    from genas.spaces import get_space
+    from genas.spaces.darts_genotypes import get_genotype
+
+    text = get_space("darts").format(get_genotype("DARTS_V2")).replace("sep_conv_3x3", "conv_9x9", 1)
+    bad = genas("retrain", "--genotype", text, "-o", str(tmp_path / "bad"), *opts)
     assert bad.returncode == 2 and "conv_9x9" in bad.stderr and "Traceback" not in bad.stderr
