@@ -160,7 +160,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .workflows import run_pipeline
 
-    summary = run_pipeline(args.preset, args.output, metric=args.metric, seed=args.seed, dataset=args.dataset,
+    summary = run_pipeline(args.preset, args.output, metric=args.metric, seed=args.seed, space=args.space,
+                           dataset=args.dataset,
                            data_dir=args.data_dir, resume=args.resume, device=args.device,
                            progress=False if args.no_progress else None)
     print(f"best {summary['best']['genotype']}  test accuracy {summary['test_accuracy']:.4f}  "
@@ -356,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=["quick", "default", "paper"], help="size of every step (default quick)")
     p.add_argument("--metric", default="flatness", help=f"search proxy: {', '.join(list_proxies())} (default flatness)")
     p.add_argument("--seed", type=int, default=0, help="seed of every step (default 0)")
+    p.add_argument("--space", default="nb201", choices=["nb201", "darts"], help="search space (default nb201)")
     p.add_argument("--dataset", default=None, help="dataset (default fashion-mnist)")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -433,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write the winner of a `genas run` folder, with its retrained weights, as a "
                                    "torch.export program (model.pt2) that loads without genas, plus genotype.json "
                                    "(genotype, network arguments, input shape, normalisation).")
-    p.add_argument("--run", required=True, help="a finished `genas run` folder")
+    p.add_argument("--run", required=True, help="a finished `genas run` or `genas retrain` folder")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.set_defaults(func=cmd_export)
     return parser

@@ -33,28 +33,29 @@ def export_network(net: torch.nn.Module, meta: dict, input_shape: tuple[int, ...
     return out_dir
 
 
-def export_run(run: str | Path, out_dir: str | Path, search: str | None = None) -> Path:
-    """Export the winner of a `genas run` folder with its retrained weights."""
+def export_run(run: str | Path, out_dir: str | Path) -> Path:
+    """Export the retrained winner of a `genas run` folder (or a `genas retrain` folder), final weights."""
     from .data import _STATS
     from .spaces import get_space
-    from .supernet.train import load_run_config
+    from .train.retrain import build_network, load_retrain_config
 
     run = Path(run)
-    retrain = run / "retrain" / "result.json"
-    if not retrain.exists():
-        raise GenasError(f"{run} has no retrained network ({retrain} missing); finish `genas run` first")
-    result = load_json(retrain)
-    cfg = load_run_config(run)
-    facts = load_json(run / "data.json")
+    folder = run / "retrain" if (run / "retrain").is_dir() else run
+    if not (folder / "result.json").exists():
+        raise GenasError(f"{run} has no retrained network ({folder / 'result.json'} missing); "
+                         f"finish `genas run` or `genas retrain` first")
+    result = load_json(folder / "result.json")
+    cfg = load_retrain_config(folder)
+    facts = result["dataset"]
+    net = build_network(cfg, facts["num_classes"], facts["in_channels"])
+    net.load_state_dict(load_torch(folder / "last.pt")["model"])
     space = get_space(cfg.space)
-    genotype = space.parse(result["genotype"])
-    kwargs = dict(channels=result["config"]["channels"], cells_per_stage=result["config"]["cells_per_stage"],
-                  num_classes=facts["num_classes"], in_channels=facts["in_channels"])
-    net = space.build_network(genotype, **kwargs)
-    net.load_state_dict(load_torch(run / "retrain" / "weights.pt"))
+    genotype = space.parse(cfg.genotype)
     stats = _STATS.get(facts["dataset"], {})
-    meta = dict(space=space.name, genotype=result["genotype"], genotype_indices=list(genotype), network=kwargs,
+    meta = dict(space=space.name, genotype=cfg.genotype, genotype_indices=list(genotype),
+                network=dict(channels=cfg.channels, layers=cfg.layers, cells_per_stage=cfg.cells_per_stage,
+                             style=cfg.style, num_classes=facts["num_classes"], in_channels=facts["in_channels"]),
                 dataset=facts["dataset"], mean=list(stats.get("mean", [])), std=list(stats.get("std", [])),
-                test_accuracy=result["test_accuracy"], source_run=str(run.resolve()))
+                test_accuracy=result["final_top1"], source=str(folder.resolve()))
     size = facts["image_size"]
     return export_network(net, meta, (facts["in_channels"], size, size), out_dir)

@@ -2,12 +2,11 @@
 end-to-end ``run`` (train supernet -> search -> retrain the winner -> report)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
 
-from .checkpoint import save_json, save_torch
+from .checkpoint import save_json
 from .config import load_json, supernet_config, to_dict
 from .errors import GenasError
 from .search import RESULT, make_config, run_search
@@ -75,26 +74,23 @@ RUN_PRESETS = {
     "quick": dict(supernet="quick",
                   search=dict(population=20, topk=5, mutations=10, crossovers=10, generations=5),
                   scoring=dict(val_images=1000, bn_images=256),
-                  retrain=dict(channels=16, cells_per_stage=1, epochs=4, max_train_images=20000)),
+                  retrain_preset="quick", retrain=dict()),
     "default": dict(supernet="default", search=dict(), scoring=dict(val_images=5000),
-                    retrain=dict(channels=16, cells_per_stage=2, epochs=20, max_train_images=None)),
+                    retrain_preset="quick", retrain=dict(epochs=20, max_train_images=None)),
     "paper": dict(supernet="paper", search=dict(), scoring=dict(val_images=None, bn_images=896),
-                  retrain=dict(channels=16, cells_per_stage=5, epochs=200, batch_size=256, lr=0.1,
-                               max_train_images=None)),
+                  retrain_preset="cifar", retrain=dict()),
 }
 
 
-def run_pipeline(preset: str, out: str | Path, metric: str = "flatness", seed: int = 0, dataset: str | None = None,
+def run_pipeline(preset: str, out: str | Path, metric: str = "flatness", seed: int = 0, space: str = "nb201",
+                 dataset: str | None = None,
                  data_dir: str | None = None, resume: bool = False, device: str = "auto",
                  progress: bool | None = None) -> dict:
     """train-supernet -> search -> stand-alone retraining of the winner -> report, in one folder."""
-    from .data import load_data
-    from .distributed import resolve_device
-    from .proxies import ScoringConfig, get_proxy
-    from .spaces import get_space
-    from .supernet.train import CONFIG, load_run_config, train_supernet
-    from .train.standalone import StandaloneConfig, train_standalone
     from .analysis.report import write_search_report
+    from .proxies import ScoringConfig, get_proxy
+    from .supernet.train import CONFIG, load_run_config, train_supernet
+    from .train.retrain import retrain, retrain_config
 
     if preset not in RUN_PRESETS:
         raise GenasError(f"unknown preset {preset!r}; available: {', '.join(RUN_PRESETS)}")
@@ -107,11 +103,11 @@ def run_pipeline(preset: str, out: str | Path, metric: str = "flatness", seed: i
     timings = {}
     if (out / CONFIG).exists():
         scfg = load_run_config(out)
-        if scfg.preset != p["supernet"] or scfg.seed != seed:
+        if scfg.preset != p["supernet"] or scfg.seed != seed or scfg.space != space:
             raise GenasError(f"{out} was started with preset {scfg.preset!r} and seed {scfg.seed}; cannot resume "
                              f"it as preset {preset!r} with seed {seed}")
     else:
-        scfg = supernet_config(p["supernet"], seed=seed, dataset=dataset, data_dir=data_dir)
+        scfg = supernet_config(p["supernet"], space=space, seed=seed, dataset=dataset, data_dir=data_dir)
     print(f"[1/3] supernet training ({scfg.epochs} epochs) -> {out}")
     train_supernet(scfg, out, resume=(out / CONFIG).exists(), device=device, progress=progress)
     timings["supernet_s"] = round(time.perf_counter() - t0, 1)
@@ -126,24 +122,21 @@ def run_pipeline(preset: str, out: str | Path, metric: str = "flatness", seed: i
     timings["search_s"] = round(time.perf_counter() - t1, 1)
 
     t2 = time.perf_counter()
-    space = get_space(scfg.space)
-    best = space.parse(result["best"]["genotype"])
     retrain_dir = out / "retrain"
-    retrain_cfg = StandaloneConfig(seed=seed, **p["retrain"])
+    rcfg = retrain_config(p["retrain_preset"], space=scfg.space, genotype=result["best"]["genotype"],
+                          dataset=scfg.dataset, data_dir=scfg.data_dir, split_seed=scfg.split_seed, seed=seed,
+                          **p["retrain"])
     if (retrain_dir / RESULT).exists():
         retrained = load_json(retrain_dir / RESULT)
     else:
-        print(f"[3/3] stand-alone training of {result['best']['genotype']} -> {retrain_dir}")
-        data = load_data(scfg.dataset, scfg.data_dir, scfg.split_seed, scfg.val_fraction)
-        retrained = train_standalone(space, best, data, retrain_cfg, resolve_device(device), progress)
-        net = retrained.pop("network")
-        retrained.update(genotype=result["best"]["genotype"], config=dataclasses.asdict(retrain_cfg))
-        save_torch({k: v.cpu() for k, v in net.state_dict().items()}, retrain_dir / "weights.pt")
-        save_json(retrained, retrain_dir / RESULT)
+        print(f"[3/3] stand-alone training of the winner -> {retrain_dir}")
+        retrained = retrain(rcfg, retrain_dir, resume=(retrain_dir / "config.json").exists(), device=device,
+                            progress=progress)
     timings["retrain_s"] = round(time.perf_counter() - t2, 1)
     report = write_search_report(search_dir, retrain=retrained)
-    summary = dict(preset=preset, metric=metric, seed=seed, best=result["best"], test_accuracy=retrained["test_accuracy"],
-                   params=retrained["params"], report=str(report.resolve()), seconds_this_session=timings,
+    summary = dict(preset=preset, space=scfg.space, metric=metric, seed=seed, best=result["best"],
+                   test_accuracy=retrained["final_top1"], params=retrained["params"], macs=retrained["macs"],
+                   report=str(report.resolve()), seconds_this_session=timings,
                    seconds_per_candidate=_seconds_per_candidate(search_dir))
     save_json(summary, out / "run.json")
     return summary

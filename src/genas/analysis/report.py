@@ -60,10 +60,13 @@ def write_search_report(out_dir: str | Path, retrain: dict | None = None, top: i
                      + " | ".join(_fmt(raw.get(k, "")) for k in raw_keys) + " |")
     lines.append("")
     if retrain:
+        top5 = retrain.get("final_top5")
         lines += ["## Stand-alone retraining of the winner", "",
-                  f"- test accuracy {retrain['test_accuracy']:.4f}, test loss {retrain['test_loss']:.4f}",
-                  f"- {retrain['params'] / 1e6:.4f} M parameters, {retrain['train_images']} training images x "
-                  f"{len(retrain['history'])} epochs, {retrain['train_seconds']} s", ""]
+                  f"- test top-1 {retrain['final_top1']:.4f}" + (f", top-5 {top5:.4f}" if top5 is not None else "")
+                  + (f", test loss {retrain['final_test_loss']:.4f}" if retrain.get("final_test_loss") else ""),
+                  f"- {retrain['params'] / 1e6:.4f} M parameters, {retrain['macs'] / 1e6:.2f} M MACs; "
+                  f"{retrain['train_images']} training images x {retrain['epochs']} epochs "
+                  f"(`{retrain['preset']}` recipe), {retrain['seconds']} s", ""]
     for title, path in figs:
         lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
     report = out_dir / "report.md"
