@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_table_options(p, "proxy scoring", SCORING_OPTIONS)
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("correlate", help="rank correlation of proxies with ground truth (Kendall, Spearman, P@10%)",
+    p = sub.add_parser("correlate", help="rank correlation of proxies with ground truth (Kendall, Spearman, P@10%%)",
                        description="Kendall tau-b, Spearman rho and precision@top-10% with bootstrap 95% CIs for every "
                                    "proxy column against every ground-truth column, plus proxies pairwise. Writes "
                                    "correlation.json, correlation.md, scatter plots and a pairwise-tau heat map.")
