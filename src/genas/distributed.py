@@ -40,6 +40,15 @@ class DistContext:
         dist.all_gather_object(out, obj)
         return out
 
+    def agreed_digests(self, state: dict) -> list[str]:
+        """Every rank's SHA-256 of ``state``; raises if the ranks disagree (a DDP consistency check)."""
+        from .checkpoint import state_digest
+
+        digests = self.all_gather(state_digest(state))
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"distributed ranks ended with different weights: {digests}")
+        return digests
+
     def broadcast_buffers(self, module: torch.nn.Module) -> None:
         """Make every rank's BN running statistics equal to rank 0's."""
         if self.distributed:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .darts import DARTS_EDGES, DARTS_OPS, EDGES_PER_CELL, STEPS, DARTSSpace, split_cells
-from .ops import ReLUConvBN
+from .ops import ReLUConvBN, single_path_state
 
 _SPACE = DARTSSpace()
 
@@ -272,16 +272,8 @@ class DARTSSupernet(nn.Module):
 
     def subnet_state_dict(self, genotype: Sequence[int]) -> dict[str, torch.Tensor]:
         """The weights of ``genotype``'s single path, named as in ``extract(genotype)``'s network."""
-        out = {}
-        for name, tensor in self.state_dict().items():
-            parts = name.split(".")
-            if parts[0] == "cells" and parts[2] == "edges":
-                edge, op = int(parts[3]), int(parts[4])
-                if op == 0 or self.cell_genotype(int(parts[1]), genotype)[edge] != op:
-                    continue
-                name = ".".join(parts[:4] + parts[5:])
-            out[name] = tensor
-        return out
+        return single_path_state(self.state_dict(),
+                                 lambda cell, edge, op: op != 0 and self.cell_genotype(cell, genotype)[edge] == op)
 
     def supernet_param_name(self, name: str, genotype: Sequence[int]) -> str:
         """The supernet name of a parameter of ``extract(genotype)`` (inverse of the renaming in

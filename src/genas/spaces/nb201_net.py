@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .nb201 import NB201_EDGES, NB201_OPS, NUM_NODES
-from .ops import AvgPool3x3, ReLUConvBN, ResidualReduction
+from .ops import AvgPool3x3, ReLUConvBN, ResidualReduction, single_path_state
 
 
 def make_op(name: str, channels: int, affine: bool) -> nn.Module:
@@ -119,16 +119,7 @@ class NB201Supernet(_Skeleton):
 
     def subnet_state_dict(self, genotype: Sequence[int]) -> dict[str, torch.Tensor]:
         """The weights of ``genotype``'s single path, named as in :class:`NB201Network`."""
-        out = {}
-        for name, tensor in self.state_dict().items():
-            parts = name.split(".")
-            if parts[0] == "cells" and parts[2] == "edges":
-                edge, op = int(parts[3]), int(parts[4])
-                if genotype[edge] != op or op == 0:
-                    continue
-                name = ".".join(parts[:4] + parts[5:])
-            out[name] = tensor
-        return out
+        return single_path_state(self.state_dict(), lambda cell, edge, op: op != 0 and genotype[edge] == op)
 
     def supernet_param_name(self, name: str, genotype: Sequence[int]) -> str:
         """The supernet name of an :class:`NB201Network` parameter of ``genotype`` (inverse of the

@@ -1,6 +1,8 @@
 """Layers shared by the search spaces' networks (NB201 definitions follow xautodl's cell_operations)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -34,3 +36,18 @@ class ResidualReduction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+def single_path_state(state: dict[str, torch.Tensor], keep: Callable[[int, int, int], bool]) -> dict[str, torch.Tensor]:
+    """A supernet state dict reduced to one path: tensors named ``cells.i.edges.e.<op>.*`` are kept
+    when ``keep(i, e, op)`` and renamed ``cells.i.edges.e.*`` (the stand-alone network's names)."""
+    out = {}
+    for name, tensor in state.items():
+        parts = name.split(".")
+        if parts[0] == "cells" and len(parts) > 4 and parts[2] == "edges":
+            cell, edge, op = int(parts[1]), int(parts[3]), int(parts[4])
+            if not keep(cell, edge, op):
+                continue
+            name = ".".join(parts[:4] + parts[5:])
+        out[name] = tensor
+    return out

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import seeding
-from ..checkpoint import append_jsonl, load_torch, read_jsonl, save_json, save_torch, state_digest, write_jsonl
+from ..checkpoint import append_jsonl, load_torch, read_jsonl, save_json, save_torch, write_jsonl
 from ..config import SupernetConfig, from_dict, load_json, to_dict
 from ..data import Data, load_data
 from ..distributed import DistContext, setup, teardown
@@ -211,9 +211,7 @@ def _train(cfg: SupernetConfig, run: Path, resume: bool, ctx: DistContext, progr
         ctx.barrier()
 
     final_state = model.state_dict()
-    digests = ctx.all_gather(state_digest(final_state))
-    if len(set(digests)) != 1:
-        raise RuntimeError(f"distributed ranks ended with different weights: {digests}")
+    digests = ctx.agreed_digests(final_state)
     log = read_jsonl(run / LOG) if ctx.is_main else []
     summary = dict(run=str(run), epochs=cfg.epochs, world_size=ctx.world, device=str(ctx.device),
                    torch_threads=torch.get_num_threads(),

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import seeding
-from ..checkpoint import append_jsonl, load_torch, read_jsonl, save_json, save_torch, state_digest, write_jsonl
+from ..checkpoint import append_jsonl, load_torch, read_jsonl, save_json, save_torch, write_jsonl
 from ..config import from_dict, load_json, to_dict
 from ..data import DATASETS, load_data
 from ..distributed import DistContext, setup, teardown
@@ -541,9 +541,7 @@ def _retrain(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: DistContex
         ctx.barrier()
 
     final_state = model.state_dict()
-    digests = ctx.all_gather(state_digest(final_state))
-    if len(set(digests)) != 1:
-        raise RuntimeError(f"distributed ranks ended with different weights: {digests}")
+    digests = ctx.agreed_digests(final_state)
     log = read_jsonl(out / LOG) if ctx.is_main else []
     model.eval()
     result = dict(
