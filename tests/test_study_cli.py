@@ -54,3 +54,29 @@ def test_score_needs_run_for_supernet_metrics(tmp_path):
     assert res.returncode == 2 and "--run" in res.stderr
     res = genas("score", "--bench", str(bench), "--metrics", "params,synflow", "-o", str(tmp_path / "s.jsonl"), *SCORE)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_bench_kill9_mid_run_then_resume_has_no_duplicate_or_lost_rows(tmp_path):
+    import signal
+    import time
+
+    bench = tmp_path / "bench"
+    args = [sys.executable, "-m", "genas", "bench", "-o", str(bench), "--num-archs", "6", *BENCH]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = bench / "results.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert proc.wait() == -signal.SIGKILL, "the benchmark finished before it could be killed"
+    before = results.read_text()
+    assert 2 <= len(before.splitlines()) < 6
+    res = genas("bench", "-o", str(bench), "--num-archs", "6", "--resume", *BENCH)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert results.read_text().startswith(before)  # append-only: earlier rows untouched
+    assert len(rows) == 6 and len({r["genotype"] for r in rows}) == 6
+    assert sorted(r["index"] for r in rows) == list(range(6))
