@@ -1,10 +1,11 @@
-"""Shared fixtures: the NAS-Bench-201 tables in ../shared/data/nb201 (beside the repository)."""
+"""Shared fixtures: the NAS-Bench-201 tables in ../shared/data/nb201 (beside the repository), one torch thread."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
 import pytest
+import torch
 
 NB201_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201"
 
@@ -34,3 +35,13 @@ def params_rows(nb201_dir) -> list[dict[str, str]]:
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return read_csv(path)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks gain nothing from intra-op threads; on a busy 2-core machine they lose 10-50x.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,12 +18,7 @@ WIDTHS = (4, 8, 8, 16, 16)
 NORMAL_CELLS, REDUCE_CELLS = (0, 2, 4), (1, 3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

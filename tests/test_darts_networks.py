@@ -51,13 +51,7 @@ INVALID = (0, 0) + FLATNESS_CIFAR10[2:14] + (0, 0) + FLATNESS_CIFAR10[16:]
 SMALL = dict(C=4, num_classes=5, layers=5, in_channels=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These networks are tiny: intra-op threads only add overhead (and contend on busy machines)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,7 @@ NB201_G = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_
 FILES = ("config.json", "log.jsonl", "last.pt", "best.pt", "result.json")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _synthetic32(name, data_dir=None, split_seed=0, val_fraction=0.5, image_size=None, workers=2):

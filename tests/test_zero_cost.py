@@ -34,13 +34,7 @@ def _random_connected(n, seed=0):
 GENOTYPES = _random_connected(3) + [CONV3, SKIP]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from intra-op threads; on a loaded 2-core box they lose 10-50x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
