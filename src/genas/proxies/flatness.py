@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
 from typing import Sequence
 
-import torch
-
-from .perturb import NOISE_MODES, perturbed_levels
+from .measure import losses_under_noise
 from .registry import ProxyResult, register
 
 OFFICIAL_EPS = 1e-5
@@ -46,36 +43,6 @@ def flatness_score(losses: Sequence[float], stds: Sequence[float], alpha: float 
     slopes = sum(abs((l2 - l1) / (s2 - s1)) for l1, l2, s1, s2 in zip(losses, losses[1:], stds, stds[1:]))
     denom = slopes + alpha * abs(losses[0] / stds[0]) + eps
     return 1.0 / denom if denom > 0 else math.inf
-
-
-@dataclass
-class NoiseLosses:
-    losses: list[float]  # mean loss per std, averaged over noise samples
-    per_sample: list[list[float]]  # [std][sample]
-
-
-@torch.inference_mode()
-def losses_under_noise(net: torch.nn.Module, batches: list, stds: Sequence[float], *, mode: str = "independent",
-                       samples: int = 1, seed: int = 0, key_of=None, candidate_key: int | None = None) -> NoiseLosses:
-    """Mean per-image validation loss of ``net`` at each noise std, restoring its weights after.
-
-    ``batches`` is a list of (x, y) already on the net's device. See :mod:`genas.proxies.perturb`
-    for the noise modes and common random numbers (``key_of``/``candidate_key``).
-    """
-    if mode not in NOISE_MODES:
-        raise ValueError(f"unknown noise mode {mode!r}; use one of {', '.join(NOISE_MODES)}")
-    net.eval()
-    n_images = sum(len(y) for _, y in batches)
-    per_sample = [[0.0] * samples for _ in stds]
-    for s in range(samples):
-        for k, _ in perturbed_levels(net, stds, mode=mode, sample=s, seed=seed, key_of=key_of,
-                                     candidate_key=candidate_key):
-            total = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
-            for x, y in batches:
-                total += torch.nn.functional.cross_entropy(net(x).float(), y, reduction="sum").double()
-            per_sample[k][s] = total.item() / n_images
-    return NoiseLosses([sum(v) / samples for v in per_sample], per_sample)
-
 
 
 @register("flatness")
