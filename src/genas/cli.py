@@ -103,17 +103,33 @@ SCORING_OPTIONS = [
     ("val_images", int, "search-validation images per measurement (default 10000; 0 = the whole half)"),
     ("eval_batch_size", int, "evaluation batch size (default 500; does not change results)"),
     ("stds", str, "comma-separated increasing noise stds for flatness (default 0.001,0.003,0.006)"),
-    ("alpha", float, "weight of the depth term |L(s1)/s1| in flatness (default 1; 0 = pure flatness)"),
+    ("alpha", str, "weight of the depth term |L(s1)/s1| in flatness (default 1; 0 = pure flatness; auto = "
+                   "balance depth and slopes by their spread on a seeded sample)"),
+    ("alpha_auto_archs", int, "architectures in the seeded sample that fixes --alpha auto (default 20)"),
+    ("depth_at", str, "where flatness measures depth: sigma1 (GeNAS, |L(s1)/s1|) or zero (unperturbed loss)"),
     ("noise_mode", str, "independent (default: theta + N(0, s_k^2)) or cumulative (official code)"),
+    ("noise_scaling", str, "absolute (default, GeNAS), element (std relative to |w|) or filter "
+                           "(filter-normalized, Li et al. 2018)"),
+    ("noise_params", str, "parameters the noise perturbs: all (default, GeNAS) or weights (conv/linear weights "
+                          "only)"),
     ("noise_samples", int, "noise draws per std, averaged (default 1)"),
     ("gamma", float, "weight of flatness in angle+flatness / accuracy+flatness (default 16)"),
 ]
 
 
-def _scoring_config(args: argparse.Namespace):
-    from .proxies import ScoringConfig
+def _add_scoring_options(p: argparse.ArgumentParser) -> None:
+    from .proxies.context import FLATNESS_PRESETS
 
-    values = {n: getattr(args, n) for n, _, _ in SCORING_OPTIONS if getattr(args, n) is not None}
+    g = _add_table_options(p, "proxy scoring", SCORING_OPTIONS)
+    g.add_argument("--flatness-preset", default=None, choices=sorted(FLATNESS_PRESETS),
+                   help="named flatness settings, overridden by explicit options: paper (GeNAS as published) or "
+                        "official (its code: cumulative noise, EMA BN, per-candidate noise)")
+
+
+def _scoring_config(args: argparse.Namespace):
+    from .proxies.context import scoring_config
+
+    values = {n: getattr(args, n, None) for n, _, _ in SCORING_OPTIONS if getattr(args, n, None) is not None}
     if "stds" in values:
         try:
             values["stds"] = tuple(float(s) for s in values["stds"].split(",") if s.strip())
@@ -123,8 +139,9 @@ def _scoring_config(args: argparse.Namespace):
         values["batch_size"] = values.pop("eval_batch_size")
     if values.get("val_images") == 0:
         values["val_images"] = None
-    values["common_noise"] = not args.independent_noise
-    return ScoringConfig(seed=args.seed, **values).validate()
+    if args.independent_noise:
+        values["common_noise"] = False
+    return scoring_config(args.flatness_preset, seed=args.seed, **values)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -223,6 +240,36 @@ def cmd_score(args: argparse.Namespace) -> int:
                     noise_modes=tuple(_split_list(args.noise_modes)) or ("independent",), device=args.device,
                     progress=False if args.no_progress else None, space=bench.space)
     print(f"{n} rows appended to {args.output}")
+    return 0
+
+
+def cmd_noise_grid(args: argparse.Namespace) -> int:
+    from .analysis.correlation import load_table
+    from .bench.runner import RESULTS
+    from .calibration import noise_grid, parse_grid
+
+    grid = parse_grid(args.grid)
+    genotypes = [r["genotype"] for r in load_table(Path(args.bench) / RESULTS, key="genotype")
+                 if not r.get("disconnected")]
+    try:
+        seeds = _split_list(args.seeds, int)
+    except ValueError:
+        raise GenasError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    n = noise_grid(genotypes, args.run, args.output, seeds or [0], _scoring_config(args), grid,
+                   device=args.device, progress=False if args.no_progress else None)
+    print(f"{n} rows appended to {args.output}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .analysis.calibration import calibrate, load_grid
+    from .analysis.correlation import load_tables
+
+    result = calibrate(load_grid(args.grid), load_tables(args.truth, key="genotype"),
+                       _split_list(args.truth_columns) or ["test_accuracy", "shifted_accuracy"], args.output,
+                       bootstrap=args.bootstrap, seed=args.seed)
+    print(f"{len(result['variants'])} flatness variants over {result['architectures']} architectures -> "
+          f"{Path(args.output) / 'calibration.md'}")
     return 0
 
 
@@ -346,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--independent-noise", action="store_true",
                    help="draw fresh noise per candidate instead of common random numbers (official behaviour)")
     _add_table_options(p, "search strategy (defaults: GeNAS)", SEARCH_OPTIONS)
-    _add_table_options(p, "proxy scoring", SCORING_OPTIONS)
+    _add_scoring_options(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("run", help="end to end: train supernet, search, retrain the winner, report",
@@ -392,8 +439,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--independent-noise", action="store_true", help="fresh noise per candidate instead of common random numbers")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    _add_table_options(p, "proxy scoring", SCORING_OPTIONS)
+    _add_scoring_options(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("noise-grid", help="losses of bench architectures over a grid of noise settings (calibration)",
+                       description="For every architecture of a `genas bench` folder, measure on the supernet the "
+                                   "unperturbed validation loss and the losses under independent, common-random-"
+                                   "number noise for each block of a grid (noise scaling / perturbed parameters / "
+                                   "stds). Every flatness variant is then scored offline by `genas calibrate`. "
+                                   "Appends one JSONL row per architecture; resumable.")
+    p.add_argument("--bench", required=True, help="a `genas bench` folder (its architectures are measured)")
+    p.add_argument("--run", required=True, help="a finished supernet run folder")
+    p.add_argument("-o", "--output", required=True, help="JSONL file to append rows to")
+    p.add_argument("--grid", help="blocks SCALING/PARAMS:S1,S2,...;... (default: absolute/all, absolute/weights, "
+                                  "element/all, filter/weights on doubling ladders, see genas/calibration.py)")
+    p.add_argument("--seeds", default="0", help="comma-separated noise seeds (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--independent-noise", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    _add_table_options(p, "measurement", [o for o in SCORING_OPTIONS if o[0] in
+                                          ("bn_images", "bn_batch_size", "bn_mode", "val_images", "eval_batch_size")])
+    p.add_argument("--flatness-preset", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_noise_grid)
+
+    p = sub.add_parser("calibrate", help="score every flatness variant from a noise grid and rank-correlate them",
+                       description="Offline: from `genas noise-grid` rows, score each flatness variant (noise "
+                                   "scaling, perturbed parameters, sigma list, alpha incl. auto, depth at sigma_1 "
+                                   "or 0) and correlate it with the ground truth (several --truth files: the mean "
+                                   "over training seeds). Writes calibration.json/.md, tau_vs_alpha.png and a "
+                                   "shortlist correlation with bootstrap CIs.")
+    p.add_argument("--grid", required=True, help="noise-grid JSONL from `genas noise-grid`")
+    p.add_argument("--truth", required=True, nargs="+", help="ground-truth tables (bench results.jsonl), averaged")
+    p.add_argument("--truth-columns", help="comma-separated ground-truth columns (default test_accuracy,shifted_accuracy)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("correlate", help="rank correlation of proxies with ground truth (Kendall, Spearman, P@10%%)",
                        description="Kendall tau-b, Spearman rho and precision@top-10% with bootstrap 95% CIs for every "

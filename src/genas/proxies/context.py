@@ -19,7 +19,9 @@ from ..data import Data
 from ..errors import GenasError
 from ..spaces import SearchSpace
 from .bn import BN_MODES, recalibrate_bn
-from .perturb import NOISE_MODES
+from .perturb import NOISE_MODES, NOISE_PARAMS, NOISE_SCALINGS
+
+DEPTH_AT = ("sigma1", "zero")
 
 
 @dataclass
@@ -32,10 +34,14 @@ class ScoringConfig:
     val_images: int | None = 10000  # search-validation images (None: the whole half; official 25k)
     batch_size: int = 500  # evaluation batch (does not change the result)
     stds: tuple[float, ...] = (0.001, 0.003, 0.006)
-    alpha: float = 1.0  # weight of the depth term |L(s1)/s1|
+    alpha: float | str = 1.0  # weight of the depth term |L(s1)/s1|, or "auto" (see proxies/flatness.py)
+    alpha_auto_archs: int = 20  # size of the seeded sample that fixes alpha="auto"
+    depth_at: str = "sigma1"  # where the depth term is measured: "sigma1" (GeNAS) or "zero" (unperturbed loss)
     eps: float = 1e-5  # official denominator guard
     noise_mode: str = "independent"  # or "cumulative" (official code)
     noise_samples: int = 1  # noise draws per std, averaged
+    noise_scaling: str = "absolute"  # "element" (relative to |w|) or "filter" (filter-normalized); see perturb.py
+    noise_params: str = "all"  # "weights": conv/linear weights only, BN affine and biases unperturbed
     common_noise: bool = True  # common random numbers across candidates
     gamma: float = 16.0  # weight of flatness in the combined metrics (official README: 16)
     dil_conv_quirk: bool = False  # DARTS angle: reproduce the official [bn.w, bn.w] dil_conv vector
@@ -45,10 +51,20 @@ class ScoringConfig:
         from .flatness import flatness_score
 
         self.stds = tuple(float(s) for s in self.stds)
+        if isinstance(self.alpha, str) and self.alpha != "auto":
+            try:
+                self.alpha = float(self.alpha)
+            except ValueError:
+                raise GenasError(f"--alpha must be a number >= 0 or 'auto', got {self.alpha!r}") from None
         try:
-            flatness_score([1.0] * len(self.stds), self.stds, self.alpha, self.eps)
+            flatness_score([1.0] * len(self.stds), self.stds, 1.0 if self.alpha == "auto" else self.alpha, self.eps)
         except ValueError as exc:
             raise GenasError(f"bad flatness settings: {exc}") from None
+        for name, allowed in (("depth_at", DEPTH_AT), ("noise_scaling", NOISE_SCALINGS), ("noise_params", NOISE_PARAMS)):
+            if getattr(self, name) not in allowed:
+                raise GenasError(f"unknown --{name.replace('_', '-')} {getattr(self, name)!r}; use {', '.join(allowed)}")
+        if self.alpha == "auto" and self.alpha_auto_archs < 2:
+            raise GenasError(f"--alpha-auto-archs must be >= 2, got {self.alpha_auto_archs}")
         if self.bn_mode not in BN_MODES:
             raise GenasError(f"unknown --bn-mode {self.bn_mode!r}; use {', '.join(BN_MODES)}")
         if self.noise_mode not in NOISE_MODES:
@@ -59,6 +75,30 @@ class ScoringConfig:
         if self.val_images is not None and self.val_images < 1:
             raise GenasError(f"--val-images must be >= 1, got {self.val_images}")
         return self
+
+
+# Named flatness settings (``--flatness-preset``); explicit options override them.
+FLATNESS_PRESETS = {
+    # GeNAS as published: absolute noise on every parameter, sigma = 0.001/0.003/0.006, alpha = 1 with the depth
+    # at sigma_1, a fresh draw per level (the poster's formula)
+    "paper": dict(stds=(0.001, 0.003, 0.006), alpha=1.0, depth_at="sigma1", noise_scaling="absolute",
+                  noise_params="all", noise_mode="independent", noise_samples=1),
+    # the official code: as "paper" with cumulative noise, its EMA BN recalibration and per-candidate noise
+    "official": dict(stds=(0.001, 0.003, 0.006), alpha=1.0, depth_at="sigma1", noise_scaling="absolute",
+                     noise_params="all", noise_mode="cumulative", noise_samples=1, bn_mode="official",
+                     common_noise=False),
+}
+
+
+def scoring_config(preset: str | None = None, **overrides) -> ScoringConfig:
+    """A validated ScoringConfig: defaults, then the flatness preset, then every override that is not None."""
+    values = {}
+    if preset is not None:
+        if preset not in FLATNESS_PRESETS:
+            raise GenasError(f"unknown --flatness-preset {preset!r}; available: {', '.join(FLATNESS_PRESETS)}")
+        values.update(FLATNESS_PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return ScoringConfig(**values).validate()
 
 
 class ProxyContext:

@@ -1,0 +1,122 @@
+"""Noise grid (measure once) and offline calibration of flatness variants."""
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from _tiny import train_tiny
+from genas.analysis.calibration import calibrate, sigma_lists, variant_scores
+from genas.calibration import noise_grid, parse_grid
+from genas.checkpoint import read_jsonl
+from genas.cli import main
+from genas.errors import GenasError
+from genas.proxies import ScoringConfig, ScoringContext, get_proxy
+from genas.proxies.flatness import auto_alpha, flatness_terms
+from genas.spaces import get_space
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SPACE = get_space("nb201")
+SMALL = dict(val_images=96, bn_images=64, bn_batch_size=32, batch_size=48)
+GRID = {"filter/weights": ("filter", "weights", (0.02, 0.04, 0.08)),
+        "absolute/all": ("absolute", "all", (0.001, 0.002, 0.003, 0.004))}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calib") / "run"
+    train_tiny(path, epochs=2)
+    return path
+
+
+def archs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [SPACE.format(SPACE.sample(rng)) for _ in range(n)]
+
+
+def test_grid_rows_score_like_the_online_proxy_and_resume(run, tmp_path):
+    out = tmp_path / "grid.jsonl"
+    genotypes = archs(3)
+    assert noise_grid(genotypes[:2], run, out, [0], ScoringConfig(**SMALL), GRID, progress=False) == 2
+    assert noise_grid(genotypes, run, out, [0], ScoringConfig(**SMALL), GRID, progress=False) == 1  # resumes
+    rows = read_jsonl(out)
+    assert [r["genotype"] for r in rows] == genotypes
+    # a sigma list equal to a whole block reuses its draws level by level: offline == online exactly
+    cfg = ScoringConfig(**SMALL, stds=(0.02, 0.04, 0.08), noise_scaling="filter", noise_params="weights",
+                        depth_at="zero", alpha=0.7)
+    ctx = ScoringContext.from_run(run, cfg)
+    online = [get_proxy("flatness")(ctx, SPACE.parse(g)).value for g in genotypes]
+    offline, a = variant_scores(rows, "filter/weights", (0.02, 0.04, 0.08), 0.7, "zero")
+    assert a == 0.7
+    np.testing.assert_allclose(offline, online, rtol=1e-9)
+    assert rows[0]["loss0"] == ctx.evaluation(SPACE.parse(genotypes[0]))["loss"]
+    # other settings in the same file are refused, earlier rows untouched
+    before = out.read_bytes()
+    with pytest.raises(GenasError, match="other settings"):
+        noise_grid(genotypes, run, out, [0], ScoringConfig(**{**SMALL, "val_images": 48}), GRID, progress=False)
+    assert out.read_bytes() == before
+
+
+def test_parse_grid_and_sigma_lists():
+    g = parse_grid("filter/weights:0.1,0.05,0.2; absolute/all:0.001,0.003,0.006")
+    assert g["filter/weights"] == ("filter", "weights", (0.05, 0.1, 0.2))
+    assert parse_grid(None)["absolute/all"][2][:3] == (0.00025, 0.0005, 0.001)
+    for bad in ("layer/all:0.1", "filter/bn:0.1", "filter/all:", "filter/all:x", "filter/all:0.1,0.1", "filter/all:-1"):
+        with pytest.raises(GenasError, match="--grid"):
+            parse_grid(bad)
+    lists = sigma_lists((0.001, 0.002, 0.003, 0.004, 0.006, 0.008))
+    assert (0.001, 0.002, 0.004) in lists and (0.002, 0.004, 0.008) in lists and (0.001, 0.003, 0.006) in lists
+    assert len(lists) == 3
+
+
+def _fake_rows(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    rows, truth = [], []
+    for i in range(n):
+        l0 = rng.uniform(0.3, 0.6)
+        rise = rng.uniform(0.0, 0.5)
+        losses = [l0 + rise * s * 100 + rng.normal(0, 0.01) for s in (0.001, 0.003, 0.006)]
+        rows.append(dict(genotype=f"g{i}", seed=0, loss0=l0, accuracy0=1 - l0 / 2, images=100,
+                         blocks={"absolute/all": dict(stds=[0.001, 0.003, 0.006], losses=losses)}))
+        truth.append(dict(genotype=f"g{i}", test_accuracy=1 - l0 - 0.1 * rise + rng.normal(0, 0.02),
+                          shifted_accuracy=0.5 - rise + rng.normal(0, 0.05)))
+    # a second training seed of the first ten: the truth is their mean
+    truth += [dict(genotype=f"g{i}", test_accuracy=truth[i]["test_accuracy"] + 0.01,
+                   shifted_accuracy=truth[i]["shifted_accuracy"]) for i in range(10)]
+    return rows, truth
+
+
+def test_calibrate_scores_correlates_and_writes_outputs(tmp_path):
+    rows, truth = _fake_rows()
+    res = calibrate(rows, truth, ["test_accuracy", "shifted_accuracy"], tmp_path, bootstrap=200, plots=True)
+    assert res["architectures"] == 30
+    by_label = {e["label"]: e for e in res["variants"]}
+    paper = by_label["absolute/all s=0.001/0.003/0.006 a=1 depth=sigma1"]
+    scores = [1 / (sum(flatness_terms(r["blocks"]["absolute/all"]["losses"], (0.001, 0.003, 0.006))) + 1e-5)
+              for r in rows]  # alpha = 1: slopes + depth
+    gt = {}
+    for t in truth:
+        gt.setdefault(t["genotype"], []).append(t["test_accuracy"])
+    y = [np.mean(gt[r["genotype"]]) for r in rows]
+    rows_sorted = sorted(range(30), key=lambda i: rows[i]["genotype"])
+    expect = stats.kendalltau([scores[i] for i in rows_sorted], [y[i] for i in rows_sorted]).statistic
+    assert paper["tau_test_accuracy"] == pytest.approx(expect)
+    auto = by_label["absolute/all s=0.001/0.003/0.006 a=auto depth=zero"]
+    terms = [flatness_terms(r["blocks"]["absolute/all"]["losses"], (0.001, 0.003, 0.006), r["loss0"]) for r in rows]
+    assert auto["alpha_value"] == pytest.approx(auto_alpha(terms))
+    assert "paper" in res["shortlist"] and res["shortlist"]["paper"]["label"] == paper["label"]
+    d = res["paired_vs_loss"]["test_accuracy"]["paper"]
+    assert d["ci95"][0] <= d["delta_tau"] <= d["ci95"][1]
+    for f in ("calibration.json", "calibration.md", "tau_vs_alpha.png", "shortlist/correlation.json"):
+        assert (tmp_path / f).exists(), f
+    json.loads((tmp_path / "calibration.json").read_text())
+    with pytest.raises(GenasError, match="need >= 3"):
+        calibrate(rows[:2], truth, ["test_accuracy"], tmp_path / "x", bootstrap=0)
+
+
+def test_cli_noise_grid_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["noise-grid", "--bench", str(tmp_path), "--run", str(tmp_path), "-o", str(tmp_path / "g.jsonl"),
+                 "--grid", "layer/all:0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("genas: error:") and "--grid" in err[0]
