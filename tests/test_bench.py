@@ -93,3 +93,25 @@ def test_corruptions_are_seeded_and_change_images():
     assert corrupt(x, "gaussian_noise", 0.2, seed=1).ne(corrupt(x, "gaussian_noise", 0.2, seed=2)).any()
     with pytest.raises(ValueError, match="unknown corruption"):
         corrupt(x, "fog", 1.0)
+
+
+def test_explicit_genotypes_are_trained_and_a_longer_list_extends_them(tmp_path, capsys):
+    from genas.cli import main
+
+    space = get_space("nb201")
+    wanted = [space.format(g) for g in sample_archs(space, 3, 5)]
+    out, listing = tmp_path / "w", tmp_path / "winners.txt"
+    opts = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    listing.write_text(f"# search winners\n{wanted[0]}\n\n{wanted[1]}  # seed 1\n{wanted[0]}\n")
+    assert main(["bench", "-o", str(out), "--genotypes", str(listing), "--no-progress", *opts]) == 0
+    assert [r["genotype"] for r in rows(out)] == wanted[:2]
+    listing.write_text("\n".join(wanted) + "\n")
+    assert main(["bench", "-o", str(out), "--genotypes", str(listing), "--resume", "--no-progress", *opts]) == 0
+    assert [r["genotype"] for r in rows(out)] == wanted
+    capsys.readouterr()
+    listing.write_text("|not_an_op~0|\n")
+    assert main(["bench", "-o", str(out), "--genotypes", str(listing), "--resume", "--no-progress", *opts]) == 2
+    assert main(["bench", "-o", str(out), "--genotypes", str(tmp_path / "missing.txt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("genas: error:") for e in err)
+    assert [r["genotype"] for r in rows(out)] == wanted  # nothing lost

@@ -210,12 +210,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, run_bench
 
     values = {n: getattr(args, n) for n, _, _ in BENCH_OPTIONS if getattr(args, n) is not None}
+    if args.genotypes:
+        values["genotypes"] = _read_genotypes(args.genotypes)
     summary = run_bench(args.output, BenchConfig(**values), workers=args.workers, resume=args.resume,
                         device=args.device, progress=False if args.no_progress else None)
     if os.environ.get("RANK", "0") == "0":
         print(f"{summary['rows']}/{summary['target']} architectures in {Path(args.output, 'results.jsonl')} "
               f"({summary['total_train_seconds']} s of training)")
     return 0
+
+
+def _read_genotypes(path: str) -> list[str]:
+    """One genotype per line ('#' starts a comment), checked against the space when the bench starts."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenasError(f"cannot read --genotypes {path}: {exc}") from None
+    genotypes = [ln.split("#", 1)[0].strip() for ln in lines]
+    genotypes = [g for g in genotypes if g]
+    if not genotypes:
+        raise GenasError(f"--genotypes {path} lists no architecture")
+    return genotypes
 
 
 def _split_list(text: str | None, cast=str) -> list:
@@ -420,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="benchmark folder")
     p.add_argument("--resume", action="store_true", help="continue (or extend with a larger --num-archs) a benchmark")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--genotypes", help="file with one architecture per line to train instead of the seeded sample "
+                                       "(e.g. search winners); a later, longer file extends the same folder")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_table_options(p, "recipe and sample", BENCH_OPTIONS)

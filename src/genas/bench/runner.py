@@ -51,6 +51,7 @@ class BenchConfig:
     val_images: int | None = 5000
     shifted_images: int = 2000
     corruption_seed: int = 0
+    genotypes: list[str] | None = None  # explicit architectures (e.g. search winners) instead of the sample
 
     def validate(self) -> "BenchConfig":
         for name in ("num_archs", "channels", "cells_per_stage", "epochs", "batch_size", "shifted_images"):
@@ -60,7 +61,16 @@ class BenchConfig:
 
     def recipe(self) -> dict:
         """The settings that define a row's meaning (all but how many archs to do)."""
-        return {k: v for k, v in to_dict(self).items() if k != "num_archs"}
+        return {k: v for k, v in to_dict(self).items() if k not in ("num_archs", "genotypes")}
+
+    def architectures(self, space) -> list[tuple[int, ...]]:
+        """The explicit ``genotypes`` if given, else the seeded sample of ``num_archs``."""
+        if self.genotypes:
+            try:
+                return list(dict.fromkeys(space.parse(g) for g in self.genotypes))
+            except ValueError as exc:
+                raise GenasError(f"bad architecture in --genotypes: {exc}") from None
+        return sample_archs(space, self.num_archs, self.sample_seed)
 
 
 def sample_archs(space, n: int, seed: int) -> list[tuple[int, ...]]:
@@ -156,7 +166,7 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
                                  batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                  max_train_images=cfg.max_train_images, train_on="train-half",
                                  val_images=cfg.val_images, seed=cfg.seed)
-    archs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
+    archs = cfg.architectures(space)
     rank, world = shard
     trained = 0
     for index, genotype in enumerate(archs):
@@ -205,8 +215,11 @@ def _worker_main(out: str, cfg_dict: dict, shard: tuple[int, int], threads: int)
 def run_bench(out: str | Path, cfg: BenchConfig, workers: int = 1, resume: bool = False, device: str = "cpu",
               progress: bool | None = None) -> dict:
     """Fill ``out/results.jsonl`` up to ``cfg.num_archs`` rows, with ``workers`` local processes."""
+    from ..spaces import get_space
+
     out = Path(out)
-    cfg = prepare(out, cfg.validate(), resume)
+    cfg.validate().architectures(get_space(cfg.space))  # a bad explicit genotype fails before any file changes
+    cfg = prepare(out, cfg, resume)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if world > 1:  # torchrun: ranks split the sample statically, each one process
         run_worker(out, cfg, (rank, world), device, progress)
@@ -219,4 +232,4 @@ def run_bench(out: str | Path, cfg: BenchConfig, workers: int = 1, resume: bool 
         with mp.get_context("spawn").Pool(workers) as pool:
             pool.starmap(_worker_main, [(str(out), dataclasses.asdict(cfg), (0, 1), threads)] * workers)
     rows = read_jsonl(out / RESULTS)
-    return dict(rows=len(rows), target=cfg.num_archs, total_train_seconds=round(sum(r["train_seconds"] for r in rows), 1))
+    return dict(rows=len(rows), target=len(cfg.genotypes) if cfg.genotypes else cfg.num_archs, total_train_seconds=round(sum(r["train_seconds"] for r in rows), 1))
