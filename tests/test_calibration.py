@@ -120,3 +120,28 @@ def test_cli_noise_grid_bad_input_is_one_line(tmp_path, capsys):
                  "--grid", "layer/all:0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("genas: error:") and "--grid" in err[0]
+
+
+def test_search_outcome_looks_winners_up_and_lists_the_missing(tmp_path):
+    from genas.analysis.outcome import search_outcome
+
+    def search(name, metric, seed, winner):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps(dict(metric=metric, config=dict(seed=seed), evaluations=10,
+                                                       best=dict(genotype=winner, score=1.0))))
+        return d
+
+    dirs = [search("a", "flatness", 0, "g1"), search("b", "flatness", 1, "g2"), search("c", "angle", 0, "g3")]
+    truth = [dict(genotype="g1", test_accuracy=0.8, shifted_accuracy=0.5),
+             dict(genotype="g1", test_accuracy=0.82, shifted_accuracy=0.5),  # second training seed: averaged
+             dict(genotype="g2", test_accuracy=0.9, shifted_accuracy=0.4)]
+    res = search_outcome(dirs, truth, tmp_path / "out")
+    flat = res["summary"]["flatness"]
+    assert flat["test_accuracy"]["mean"] == pytest.approx((0.81 + 0.9) / 2)
+    assert flat["test_accuracy"]["std"] == pytest.approx(np.std([0.81, 0.9], ddof=1))
+    assert res["summary"]["angle"]["test_accuracy"]["mean"] is None and res["missing"] == ["g3"]
+    assert (tmp_path / "out" / "missing.txt").read_text() == "g3\n"
+    assert "flatness" in (tmp_path / "out" / "outcome.md").read_text()
+    with pytest.raises(GenasError, match="no finished search"):
+        search_outcome([tmp_path / "out"], truth, tmp_path / "o2")

@@ -288,6 +288,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outcome(args: argparse.Namespace) -> int:
+    from .analysis.correlation import load_tables
+    from .analysis.outcome import search_outcome
+
+    result = search_outcome(args.searches, load_tables(args.truth, key="genotype"), args.output)
+    print(f"{len(result['searches'])} searches, {len(result['missing'])} winner(s) without ground truth -> "
+          f"{Path(args.output) / 'outcome.md'}")
+    return 0
+
+
 def cmd_correlate(args: argparse.Namespace) -> int:
     from .analysis.correlation import correlate, load_table, load_tables
 
@@ -493,6 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("outcome", help="look search winners up in the ground truth (per metric, mean ± std)",
+                       description="For finished searches, report each winner's test and shifted-test accuracy from "
+                                   "`genas bench` tables, and per metric the mean ± std over seeds. Winners without "
+                                   "a ground-truth row go to OUT/missing.txt for `genas bench --genotypes`.")
+    p.add_argument("--searches", required=True, nargs="+", help="search folders (RUN/search-NAME)")
+    p.add_argument("--truth", required=True, nargs="+", help="ground-truth tables (bench results.jsonl)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.set_defaults(func=cmd_outcome)
 
     p = sub.add_parser("correlate", help="rank correlation of proxies with ground truth (Kendall, Spearman, P@10%%)",
                        description="Kendall tau-b, Spearman rho and precision@top-10% with bootstrap 95% CIs for every "
