@@ -145,3 +145,20 @@ def test_search_outcome_looks_winners_up_and_lists_the_missing(tmp_path):
     assert "flatness" in (tmp_path / "out" / "outcome.md").read_text()
     with pytest.raises(GenasError, match="no finished search"):
         search_outcome([tmp_path / "out"], truth, tmp_path / "o2")
+
+
+def test_combine_derives_the_proxies_combined_metrics(tmp_path, capsys):
+    import math
+
+    from genas.proxies.combined import combine
+
+    scores = tmp_path / "s.jsonl"
+    scores.write_text(json.dumps(dict(genotype="g", seed=0, angle=1.2, accuracy=0.8, flatness_independent=0.003)) + "\n")
+    assert main(["combine", "--scores", str(scores), "--noise-mode", "independent", "-o", str(tmp_path / "c.jsonl")]) == 0
+    row = read_jsonl(tmp_path / "c.jsonl")[0]
+    assert row["angle+flatness_independent"] == pytest.approx(1.2 / math.pi + 16 / 0.001 * 0.003)
+    assert row["accuracy+flatness_independent"] == pytest.approx(0.8 + 48.0)
+    assert row["accuracy+flatness_share_independent"] == pytest.approx(100 * 48 / 48.8)
+    assert combine(0.8, 0.003, 16, 0.001)[0] == row["accuracy+flatness_independent"]
+    assert main(["combine", "--scores", str(scores), "-o", str(tmp_path / "d.jsonl")]) == 2  # no plain flatness
+    assert capsys.readouterr().err.count("\n") == 1

@@ -288,6 +288,30 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_combine(args: argparse.Namespace) -> int:
+    import math
+
+    from .checkpoint import write_jsonl
+    from .analysis.correlation import load_table
+    from .proxies.combined import combine
+
+    rows = load_table(args.scores, key="genotype")
+    suffix = f"_{args.noise_mode}" if args.noise_mode else ""
+    flat_col = f"flatness{suffix}"
+    out = []
+    for r in rows:
+        row = {"genotype": r["genotype"], "seed": r.get("seed")}
+        for base, col in (("angle", "angle+flatness"), ("accuracy", "accuracy+flatness")):
+            if r.get(base) is None or r.get(flat_col) is None:
+                raise GenasError(f"{args.scores}: a row lacks {base!r} or {flat_col!r}; score both first")
+            value = r[base] / math.pi if base == "angle" else r[base]
+            row[col + suffix], _, row[f"{col}_share{suffix}"] = combine(value, r[flat_col], args.gamma, args.s1)
+        out.append(row)
+    write_jsonl(out, args.output)
+    print(f"{len(out)} rows with angle+flatness{suffix}, accuracy+flatness{suffix} -> {args.output}")
+    return 0
+
+
 def cmd_outcome(args: argparse.Namespace) -> int:
     from .analysis.correlation import load_tables
     from .analysis.outcome import search_outcome
@@ -503,6 +527,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("combine", help="derive angle+flatness / accuracy+flatness from recorded scores",
+                       description="From `genas score` rows that hold angle, accuracy and flatness, compute the "
+                                   "GeNAS combined metrics (angle/pi + gamma/s1*F, accuracy + gamma/s1*F) with the "
+                                   "same function the proxies use, without measuring again. Writes a new JSONL.")
+    p.add_argument("--scores", required=True, help="`genas score` JSONL with angle, accuracy and flatness columns")
+    p.add_argument("-o", "--output", required=True, help="JSONL file to write")
+    p.add_argument("--noise-mode", help="use the flatness_<MODE> column (when scored with several --noise-modes)")
+    p.add_argument("--gamma", type=float, default=16.0, help="weight of flatness (default 16, GeNAS README)")
+    p.add_argument("--s1", type=float, default=0.001, help="first noise std the scores used (default 0.001)")
+    p.set_defaults(func=cmd_combine)
 
     p = sub.add_parser("outcome", help="look search winners up in the ground truth (per metric, mean ± std)",
                        description="For finished searches, report each winner's test and shifted-test accuracy from "

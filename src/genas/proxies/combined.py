@@ -13,11 +13,18 @@ import math
 from .registry import ProxyResult, get_proxy, register
 
 
-def _combine(ctx, genotype, base_name: str, base_value: float, base_raw: dict) -> ProxyResult:
-    flat = get_proxy("flatness")(ctx, genotype)
-    term = ctx.cfg.gamma / ctx.cfg.stds[0] * flat.value
+def combine(base_value: float, flatness: float, gamma: float, s1: float) -> tuple[float, float, float]:
+    """(total, flatness term, flatness share in %) of a combined metric; also used to derive the combined
+    columns offline from recorded angle/accuracy and flatness scores (``genas combine``)."""
+    term = gamma / s1 * flatness
     total = base_value + term
     share = 100.0 * term / total if total > 0 and math.isfinite(total) else float("nan")
+    return total, term, share
+
+
+def _combine(ctx, genotype, base_name: str, base_value: float, base_raw: dict) -> ProxyResult:
+    flat = get_proxy("flatness")(ctx, genotype)
+    total, term, share = combine(base_value, flat.value, ctx.cfg.gamma, ctx.cfg.stds[0])
     raw = {**base_raw, base_name: base_value, "flatness": flat.value, "flatness_term": term,
            "flatness_share": share, **{k: v for k, v in flat.raw.items()}}
     return ProxyResult(total, raw)
