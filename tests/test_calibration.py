@@ -61,7 +61,7 @@ def test_grid_rows_score_like_the_online_proxy_and_resume(run, tmp_path):
 def test_parse_grid_and_sigma_lists():
     g = parse_grid("filter/weights:0.1,0.05,0.2; absolute/all:0.001,0.003,0.006")
     assert g["filter/weights"] == ("filter", "weights", (0.05, 0.1, 0.2))
-    assert parse_grid(None)["absolute/all"][2][:3] == (0.00025, 0.0005, 0.001)
+    assert parse_grid(None)["absolute/all"][2][:3] == (0.001, 0.002, 0.003)
     for bad in ("layer/all:0.1", "filter/bn:0.1", "filter/all:", "filter/all:x", "filter/all:0.1,0.1", "filter/all:-1"):
         with pytest.raises(GenasError, match="--grid"):
             parse_grid(bad)

@@ -22,10 +22,10 @@ from .errors import GenasError
 
 # block name -> (noise scaling, perturbed parameters, stds); doubling ladders plus the paper's sigmas
 DEFAULT_GRID: dict[str, tuple[str, str, tuple[float, ...]]] = {
-    "absolute/all": ("absolute", "all", (0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.006, 0.008, 0.016)),
-    "absolute/weights": ("absolute", "weights", (0.001, 0.002, 0.003, 0.004, 0.006, 0.008)),
-    "element/all": ("element", "all", (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4)),
-    "filter/weights": ("filter", "weights", (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4)),
+    "absolute/all": ("absolute", "all", (0.001, 0.002, 0.003, 0.004, 0.006, 0.008, 0.016)),
+    "absolute/weights": ("absolute", "weights", (0.001, 0.003, 0.006)),
+    "element/all": ("element", "all", (0.025, 0.05, 0.1, 0.2)),
+    "filter/weights": ("filter", "weights", (0.025, 0.05, 0.1, 0.2)),
 }
 
 
