@@ -169,3 +169,19 @@ def test_config_validation_and_presets():
     with pytest.raises(GenasError, match="flatness-preset"):
         scoring_config("sharp")
     assert dataclasses.asdict(scoring_config()) == dataclasses.asdict(ScoringConfig().validate())
+
+
+def test_a_search_made_before_a_scoring_setting_existed_still_resumes(tmp_path):
+    import json
+
+    from genas.config import to_dict
+    from genas.workflows import SCORING, _check_scoring
+
+    record = dict(metric="flatness", scoring=to_dict(ScoringConfig().validate()), supernet_run="/r")
+    old = json.loads(json.dumps(record))
+    del old["scoring"]["noise_scaling"], old["scoring"]["channels_last"]  # an older genas wrote fewer settings
+    (tmp_path / SCORING).write_text(json.dumps(old))
+    _check_scoring(tmp_path, record, resume=True)  # the missing settings ran with their defaults
+    changed = dict(record, scoring=dict(record["scoring"], noise_scaling="filter"))
+    with pytest.raises(GenasError, match="noise_scaling|scoring"):
+        _check_scoring(tmp_path, changed, resume=True)

@@ -188,13 +188,17 @@ def test_supernet_equals_extracted_network_train(affine, x):
         assert n_checked >= (20 if SPACE.is_connected(g) else 4), (g, n_checked)
 
 
-def test_extract_copies_weights_and_bn_identity_without_affine():
+def test_extract_copies_weights_and_bn_affine_as_in_the_supernet():
     sn = _supernet(affine=False)
     g = (3, 2, 3, 1, 2, 3)
     net = sn.extract(g)
-    # network cell BNs are affine; the supernet's are not, so they stay at the identity
+    # the supernet's cell BNs have no affine parameters, so the extracted network's have none either:
+    # both hold the same parameters (weight noise must not perturb parameters the supernet lacks)
     bn = net.cells[0].edges["0"][2]
-    assert bn.affine and torch.equal(bn.weight, torch.ones(C)) and torch.equal(bn.bias, torch.zeros(C))
+    assert not bn.affine and bn.weight is None
+    sn_names = {n for n, _ in sn.named_parameters()}
+    assert all(sn.supernet_param_name(n, g) in sn_names for n, _ in net.named_parameters())
+    assert sn_affine_extract_is_affine(g)
     torch.testing.assert_close(bn.running_var, sn.cells[0].edges[0][3][2].running_var, rtol=0, atol=0)
     torch.testing.assert_close(net.cells[0].edges["0"][1].weight, sn.cells[0].edges[0][3][1].weight, rtol=0, atol=0)
     torch.testing.assert_close(net.cells[0].edges["1"][1].weight, sn.cells[0].edges[1][2][1].weight, rtol=0, atol=0)
@@ -204,6 +208,11 @@ def test_extract_copies_weights_and_bn_identity_without_affine():
         for p in net.parameters():
             p.add_(1.0)
     torch.testing.assert_close(sn.cells[0].edges[0][3][1].weight, before, rtol=0, atol=0)
+
+
+def sn_affine_extract_is_affine(g) -> bool:
+    bn = _supernet(affine=True).extract(g).cells[0].edges["0"][2]
+    return bn.affine and bn.weight is not None
 
 
 @pytest.mark.parametrize("g", GENOTYPES)

@@ -96,7 +96,8 @@ def noise_grid(genotypes: Sequence[str], run: str | Path, out_file: str | Path, 
         blocks = {}
         for name, (scaling, params, stds) in grid.items():
             measured = losses_under_noise(net, ctx.val_batches, stds, seed=seed, mode="independent",
-                                          key_of=ctx.noise_key(genotype), scaling=scaling, params=params)
+                                          key_of=ctx.noise_key(genotype), scaling=scaling, params=params,
+                                          channels_last=ctx.cfg.channels_last, fuse_bn=ctx.cfg.fuse_bn)
             blocks[name] = dict(stds=list(stds), losses=measured.losses)
         append_jsonl(dict(genotype=text, seed=seed, loss0=base["loss"], accuracy0=base["accuracy"],
                           images=base["images"], blocks=blocks, seconds=round(time.perf_counter() - t0, 3)),

@@ -100,7 +100,7 @@ SCORING_OPTIONS = [
     ("bn_images", int, "supernet-train images for BatchNorm recalibration (default 896 = 14 batches of 64)"),
     ("bn_batch_size", int, "batch size of BN recalibration (default 64)"),
     ("bn_mode", str, "BN recalibration: exact (cumulative average, default) or official (EMA 0.1 after reset)"),
-    ("val_images", int, "search-validation images per measurement (default 10000; 0 = the whole half)"),
+    ("val_images", int, "search-validation images per measurement (default 3000, chosen in results/flatness-stability; 0 = the whole half)"),
     ("eval_batch_size", int, "evaluation batch size (default 500; does not change results)"),
     ("stds", str, "comma-separated increasing noise stds for flatness (default 0.001,0.003,0.006)"),
     ("alpha", str, "weight of the depth term |L(s1)/s1| in flatness (default 1; 0 = pure flatness; auto = "
@@ -166,6 +166,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise GenasError("-o is for --oracle searches; a supernet search writes RUN/search-<name>/ (see --name)")
         result, out_dir = search_supernet(args.run, args.metric, args.strategy, cfg, _scoring_config(args),
                                           name=args.name, resume=args.resume, device=args.device, progress=progress)
+        if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 alone writes the report
+            return 0
     from .analysis.report import write_search_report
 
     report = write_search_report(out_dir)

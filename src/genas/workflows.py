@@ -14,11 +14,19 @@ from .search import RESULT, make_config, run_search
 SCORING = "scoring.json"
 
 
+def _scoring_defaults() -> dict:
+    """ScoringConfig defaults as stored: a folder made before a setting existed ran with its default."""
+    from .proxies import ScoringConfig
+
+    return json.loads(json.dumps(to_dict(ScoringConfig())))
+
+
 def _check_scoring(out_dir: Path, record: dict, resume: bool) -> None:
     path = out_dir / SCORING
     record = json.loads(json.dumps(record))  # compare as stored (tuples become lists)
     if path.exists():
         saved = load_json(path)
+        saved["scoring"] = {**_scoring_defaults(), **saved.get("scoring", {})}  # settings added since it was made
         if saved != record:
             diff = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
             raise GenasError(f"cannot resume {out_dir}: its metric/scoring settings differ in {', '.join(diff)} "
@@ -29,9 +37,23 @@ def _check_scoring(out_dir: Path, record: dict, resume: bool) -> None:
 
 def search_supernet(run: str | Path, metric: str, strategy: str, search_cfg, scoring_cfg, name: str | None = None,
                     resume: bool = False, device: str = "auto", progress: bool | None = None) -> tuple[dict, Path]:
-    """Search with a proxy on a trained supernet; writes ``RUN/search-<name>/``."""
-    from .distributed import resolve_device
+    """Search with a proxy on a trained supernet; writes ``RUN/search-<name>/``.
+
+    Launched by ``torchrun`` (WORLD_SIZE > 1), the ranks share each generation's scoring and only
+    rank 0 writes; the result is the same as one process's, so no option is needed to scale out.
+    """
+    from .distributed import setup, teardown
+
+    dist_ctx = setup(device)
+    try:
+        return _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resume, dist_ctx, progress)
+    finally:
+        teardown(dist_ctx)
+
+
+def _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resume, dist_ctx, progress):
     from .proxies import ScoringContext, get_proxy, make_evaluator
+    from .search.driver import Shards
 
     get_proxy(metric)  # unknown metric -> clear error before any loading
     run = Path(run)
@@ -40,9 +62,12 @@ def search_supernet(run: str | Path, metric: str, strategy: str, search_cfg, sco
     if (out_dir / "state.json").exists() and not resume:
         raise GenasError(f"{out_dir} already holds a search; pass --resume to continue it or choose another --name")
     _check_scoring(out_dir, record, resume)
-    ctx = ScoringContext.from_run(run, scoring_cfg, resolve_device(device))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_json(record, out_dir / SCORING)
+    ctx = ScoringContext.from_run(run, scoring_cfg, dist_ctx.device)
+    shards = Shards(dist_ctx.rank, dist_ctx.world, dist_ctx.all_gather)
+    shards.barrier()  # every rank has checked the folder before rank 0 writes into it
+    if shards.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_json(record, out_dir / SCORING)
     blown = []
 
     def note(genotype, rec):
@@ -51,8 +76,9 @@ def search_supernet(run: str | Path, metric: str, strategy: str, search_cfg, sco
             print(f"genas: warning: loss not finite under noise for {ctx.space.format(genotype)}; flatness set to 0")
 
     result = run_search(ctx.space, make_evaluator(ctx, metric, note), strategy, search_cfg, out_dir, resume=resume,
-                        progress=progress, extra_result=dict(metric=metric, supernet_run=record["supernet_run"],
-                                                             scoring=record["scoring"]))
+                        progress=progress, shards=shards,
+                        extra_result=dict(metric=metric, supernet_run=record["supernet_run"],
+                                          scoring=record["scoring"]))
     return result, out_dir
 
 

@@ -106,7 +106,8 @@ def _measure(ctx, genotype):
     candidate_key = None if cfg.common_noise else zlib.crc32(ctx.space.format(genotype).encode())
     measured = losses_under_noise(net, ctx.val_batches, cfg.stds, mode=cfg.noise_mode, samples=cfg.noise_samples,
                                   seed=cfg.seed, key_of=ctx.noise_key(genotype), candidate_key=candidate_key,
-                                  scaling=cfg.noise_scaling, params=cfg.noise_params)
+                                  scaling=cfg.noise_scaling, params=cfg.noise_params,
+                                  channels_last=cfg.channels_last, fuse_bn=cfg.fuse_bn)
     loss0 = ctx.evaluation(genotype)["loss"] if cfg.depth_at == "zero" else None
     return measured, loss0
 

@@ -10,11 +10,17 @@ Folder layout:
 
 Order of writes per generation: log lines first, then ``state.json``. A crash in between leaves log
 lines of a generation the state does not contain; resuming drops them and scores that generation again.
+
+Scale-out: under ``torchrun`` every rank runs the same strategy from the same state, scores only its
+round-robin share of each generation and all-gathers the results (:class:`Shards`), so every rank
+tells its strategy the same results in the same order and the ranks stay in lock-step. Only rank 0
+writes files; the result is the single-process result, byte for byte.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,6 +43,114 @@ STRATEGIES: dict[str, tuple[type[SearchStrategy], type[SearchConfig]]] = {
 }
 
 Evaluate = Callable[[list[Genotype]], Sequence[Any]]
+
+
+def _alone(obj: Any) -> list:
+    """The all-gather of a world of one."""
+    return [obj]
+
+
+@dataclass(frozen=True)
+class Shards:
+    """This process's place among the processes that share the scoring of a search.
+
+    ``gather(obj)`` must return every rank's ``obj`` in rank order on every rank (e.g.
+    :meth:`genas.distributed.DistContext.all_gather`); it is passed in so that this module needs
+    no torch. The default is a single process, which scores whole generations itself.
+    """
+
+    rank: int = 0
+    world: int = 1
+    gather: Callable[[Any], list] = _alone
+
+    def __post_init__(self):
+        if self.world < 1 or not 0 <= self.rank < self.world:
+            raise ValueError(f"bad shard: rank {self.rank} of {self.world}")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes files, so ranks never race on the same path."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        """Wait for every rank (a gather of nothing), e.g. before rank 0 writes what others checked."""
+        if self.distributed:
+            self.gather(None)
+
+
+def shard_positions(n: int, rank: int, world: int) -> list[int]:
+    """Positions in a batch of ``n`` that ``rank`` scores: round-robin, so that a generation's
+    cheap and expensive candidates (usually mixed at random) spread evenly over the ranks."""
+    return list(range(rank, n, world))
+
+
+def score_shard(evaluate: Evaluate, batch: Sequence[Genotype], shards: Shards) -> list[tuple[int, Any, float]]:
+    """Score this rank's share of ``batch`` one candidate at a time: (position, result, seconds).
+
+    One call per candidate gives each candidate its own wall time, measured where it was scored.
+    """
+    out = []
+    for i in shard_positions(len(batch), shards.rank, shards.world):
+        t0 = time.perf_counter()
+        results = evaluate([batch[i]])
+        if len(results) != 1:
+            raise ValueError(f"evaluator returned {len(results)} results for 1 genotype")
+        out.append((i, results[0], time.perf_counter() - t0))
+    return out
+
+
+def reassemble(parts: Sequence[Sequence[tuple[int, Any, float]]], n: int) -> tuple[list, list[float], list[int]]:
+    """Every rank's (position, result, seconds) back in batch order: (results, seconds, rank per candidate).
+
+    Checks that the shares cover the batch exactly once, since a gap would silently shift results
+    onto the wrong genotypes.
+    """
+    slots: list[tuple | None] = [None] * n
+    for rank, part in enumerate(parts):
+        for i, result, seconds in part:
+            if not 0 <= i < n or slots[i] is not None:
+                raise RuntimeError(f"rank {rank} returned position {i}, which is out of range or already scored")
+            slots[i] = (result, seconds, rank)
+    missing = [i for i, s in enumerate(slots) if s is None]
+    if missing:
+        raise RuntimeError(f"no rank scored positions {missing} of the batch")
+    return [s[0] for s in slots], [s[1] for s in slots], [s[2] for s in slots]
+
+
+def evaluate_sharded(evaluate: Evaluate, batch: Sequence[Genotype], shards: Shards) -> tuple[list, list[float], list[int]]:
+    """Score ``batch`` across the ranks; every rank gets all results in batch order.
+
+    A rank whose scoring fails still joins the gather (with its error), so the other ranks raise
+    too instead of waiting forever for it.
+    """
+    try:
+        local: tuple[str, Any] = ("ok", score_shard(evaluate, batch, shards))
+    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        local = ("error", f"{type(exc).__name__}: {exc}")
+        error = exc
+    else:
+        error = None
+    parts = shards.gather(local)
+    if error is not None:
+        raise error
+    failed = [(r, msg) for r, (status, msg) in enumerate(parts) if status == "error"]
+    if failed:
+        raise GenasError("; ".join(f"rank {r} failed while scoring: {msg}" for r, msg in failed))
+    return reassemble([payload for _, payload in parts], len(batch))
+
+
+def _evaluate_generation(evaluate: Evaluate, batch: list[Genotype], shards: Shards) -> tuple[list, list[float], list[int] | None]:
+    """(results, seconds per candidate, scoring rank per candidate or None for a single process)."""
+    if shards.distributed:
+        return evaluate_sharded(evaluate, batch, shards)
+    t0 = time.perf_counter()
+    results = evaluate(list(batch))
+    seconds = (time.perf_counter() - t0) / len(batch)  # batch time shared out evenly
+    return results, [seconds] * len(batch), None
 
 
 def _lookup(strategy: str):
@@ -110,54 +224,65 @@ def search_result(strat: SearchStrategy, extra: dict | None = None) -> dict:
 
 
 def run_search(space: SearchSpace, evaluate: Evaluate, strategy: str, cfg: SearchConfig, out_dir: str | Path,
-               resume: bool = False, progress: bool | None = None, extra_result: dict | None = None) -> dict:
+               resume: bool = False, progress: bool | None = None, extra_result: dict | None = None,
+               shards: Shards | None = None) -> dict:
     """Run (or, with ``resume``, continue) a search into ``out_dir`` and return the result dict.
 
     ``evaluate(genotypes) -> list`` scores a batch; each item is a float (higher is better) or a dict
     with a ``"score"`` plus raw measurements for the log. ``progress``: None shows a bar only on a
     terminal, False hides it. Resuming a folder without ``state.json`` starts a fresh search there
-    (a run killed before its first checkpoint has nothing to lose).
+    (a run killed before its first checkpoint has nothing to lose). ``shards``: this process's rank
+    when several processes share the scoring (see :class:`Shards`); every rank returns the result.
     """
     # checkpoint.py imports torch at module level; importing it here keeps `import genas.search` torch-free
     from ..checkpoint import append_jsonl, read_jsonl, save_json, write_jsonl
 
     out_dir = Path(out_dir)
+    shards = shards or Shards()
     strat = make_strategy(strategy, space, cfg)
     header = {"version": STATE_VERSION, "strategy": strategy, "space": space.name, "config": to_dict(cfg)}
-    if (out_dir / STATE).exists():
+    resuming = (out_dir / STATE).exists()
+    if resuming:
         if not resume:
             raise GenasError(f"{out_dir} already holds a search ({STATE}); pass --resume to continue it "
                              f"or choose another folder")
         saved = _load_state(out_dir)
         _check_same_run(saved, header, out_dir)
         strat.load_state_dict(saved["search"])
+    shards.barrier()  # every rank has read the folder before rank 0 changes it
+    if shards.is_main and resuming:
         write_jsonl([r for r in read_jsonl(out_dir / LOG) if r.get("generation", -1) < strat.generation],
                     out_dir / LOG)
-    else:
+    elif shards.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl([], out_dir / LOG)
         save_json({**header, "search": strat.state_dict()}, out_dir / STATE)
 
     n_gen = min(cfg.generations, -(-cfg.budget // cfg.population))
+    hide = not shards.is_main or progress is False
     bar = tqdm(total=n_gen, initial=min(strat.generation, n_gen), desc=f"{strategy} search", unit="gen",
-               disable=None if progress is None else not progress, dynamic_ncols=True)
+               disable=True if hide else (None if progress is None else False), dynamic_ncols=True)
     with bar:
         while not strat.done:
             generation, batch = strat.generation, strat.pending()
-            t0 = time.perf_counter()
-            results = evaluate(list(batch))
-            seconds = (time.perf_counter() - t0) / len(batch)  # batch time shared out evenly
+            results, seconds, ranks = _evaluate_generation(evaluate, list(batch), shards)
             now = time.time()
-            for rec in strat.tell(batch, results):
-                append_jsonl({"genotype": space.format(rec["genotype"]), "score": rec["score"],
-                              "raw": rec["raw"], "generation": generation,
-                              "seconds": round(seconds, 6), "time": round(now, 3)}, out_dir / LOG)
-            save_json({**header, "search": strat.state_dict()}, out_dir / STATE)
+            records = strat.tell(batch, results)
+            if shards.is_main:
+                for i, rec in enumerate(records):
+                    line = {"genotype": space.format(rec["genotype"]), "score": rec["score"], "raw": rec["raw"],
+                            "generation": generation, "seconds": round(seconds[i], 6), "time": round(now, 3)}
+                    if ranks is not None:
+                        line["rank"] = ranks[i]
+                    append_jsonl(line, out_dir / LOG)
+                save_json({**header, "search": strat.state_dict()}, out_dir / STATE)
             last = strat.history[-1]
             bar.update(1)
             bar.set_postfix(evals=last["evaluations"], best=f"{last['best_score']:.4g}")
     if not strat.visited:
         raise GenasError(f"the search evaluated nothing: no valid genotype could be drawn from {space.name}")
     result = search_result(strat, extra_result)
-    save_json(result, out_dir / RESULT)
+    if shards.is_main:
+        save_json(result, out_dir / RESULT)
+    shards.barrier()  # no rank returns (and reads result.json) before rank 0 has written it
     return result

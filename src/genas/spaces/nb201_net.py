@@ -132,13 +132,12 @@ class NB201Supernet(_Skeleton):
     def extract(self, genotype: Sequence[int]) -> "NB201Network":
         """A stand-alone network carrying this supernet's weights for ``genotype``.
 
-        Where the supernet's cell BNs have no affine parameters, the network's stay at the
-        identity (weight 1, bias 0), so both compute the same function.
+        Its cell BNs have affine parameters exactly when the supernet's do, so the two compute the
+        same function and have the same parameters (weight noise for flatness then perturbs what
+        the supernet has, as the official code does, and nothing more).
         """
-        net = NB201Network(genotype, **self.config())
-        state = net.state_dict()
-        state.update(self.subnet_state_dict(genotype))
-        net.load_state_dict(state, strict=True)
+        net = NB201Network(genotype, **self.config(), affine=self.affine)
+        net.load_state_dict(self.subnet_state_dict(genotype), strict=True)
         return net.to(next(self.parameters()).device)
 
 
@@ -146,9 +145,10 @@ class NB201Network(_Skeleton):
     """Stand-alone NB201 network (xautodl's TinyNetwork): `none` edges carry no module."""
 
     def __init__(self, genotype: Sequence[int], channels: int = 16, cells_per_stage: int = 5,
-                 num_classes: int = 10, in_channels: int = 3):
+                 num_classes: int = 10, in_channels: int = 3, affine: bool = True):
         self.genotype = tuple(genotype)
-        super().__init__(channels, cells_per_stage, num_classes, in_channels, lambda c: NetworkCell(self.genotype, c))
+        super().__init__(channels, cells_per_stage, num_classes, in_channels,
+                         lambda c: NetworkCell(self.genotype, c, affine))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
