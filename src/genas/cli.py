@@ -139,9 +139,9 @@ def _scoring_config(args: argparse.Namespace):
         values["batch_size"] = values.pop("eval_batch_size")
     if values.get("val_images") == 0:
         values["val_images"] = None
-    if args.independent_noise:
+    if getattr(args, "independent_noise", False):
         values["common_noise"] = False
-    return scoring_config(args.flatness_preset, seed=args.seed, **values)
+    return scoring_config(getattr(args, "flatness_preset", None), seed=getattr(args, "seed", 0), **values)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -509,11 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated noise seeds (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--independent-noise", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     _add_table_options(p, "measurement", [o for o in SCORING_OPTIONS if o[0] in
                                           ("bn_images", "bn_batch_size", "bn_mode", "val_images", "eval_batch_size")])
-    p.add_argument("--flatness-preset", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_noise_grid)
 
     p = sub.add_parser("calibrate", help="score every flatness variant from a noise grid and rank-correlate them",
