@@ -293,47 +293,43 @@ class DARTSSupernet(nn.Module):
         return net.to(next(self.parameters()).device)
 
 
-class AuxiliaryHeadCIFAR(nn.Module):
-    """DARTS CIFAR auxiliary head (input 8x8): ReLU, AvgPool 5/3, 1x1 conv 128, BN, ReLU,
-    2x2 conv 768, BN, ReLU, Linear."""
+class _AuxiliaryHead(nn.Module):
+    """DARTS auxiliary head: ReLU, AvgPool 5 (count_include_pad=False), 1x1 conv 128, BN, ReLU,
+    2x2 conv 768, [BN,] ReLU, Linear. The module indices match the DARTS code's state dicts."""
 
-    def __init__(self, channels: int, num_classes: int):
+    def __init__(self, channels: int, num_classes: int, pool_stride: int, bn_after_768: bool):
         super().__init__()
-        self.features = nn.Sequential(
+        layers = [
             nn.ReLU(inplace=False),
-            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),
+            nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False),
             nn.Conv2d(channels, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(inplace=True),
             nn.Conv2d(128, 768, 2, bias=False),
-            nn.BatchNorm2d(768),
-            nn.ReLU(inplace=True),
-        )
+        ]
+        if bn_after_768:
+            layers.append(nn.BatchNorm2d(768))
+        layers.append(nn.ReLU(inplace=True))
+        self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-class AuxiliaryHeadImageNet(nn.Module):
-    """DARTS ImageNet auxiliary head (input 14x14): as the CIFAR one with AvgPool 5/2 and no BN
-    after the 768-channel conv (the DARTS/GeNAS code comments that BN out)."""
+class AuxiliaryHeadCIFAR(_AuxiliaryHead):
+    """DARTS CIFAR auxiliary head (input 8x8): AvgPool 5/3, BN after the 768-channel conv."""
 
     def __init__(self, channels: int, num_classes: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.AvgPool2d(5, stride=2, padding=0, count_include_pad=False),
-            nn.Conv2d(channels, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False),
-            nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(768, num_classes)
+        super().__init__(channels, num_classes, pool_stride=3, bn_after_768=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+
+class AuxiliaryHeadImageNet(_AuxiliaryHead):
+    """DARTS ImageNet auxiliary head (input 14x14): AvgPool 5/2 and no BN after the 768-channel
+    conv (the DARTS/GeNAS code comments that BN out)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(channels, num_classes, pool_stride=2, bn_after_768=False)
 
 
 class _Evaluation(nn.Module):
