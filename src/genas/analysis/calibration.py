@@ -88,10 +88,8 @@ def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_colum
     from .correlation import correlate
 
     truth = _truth_table(truth_rows, truth_columns)
-    by_genotype: dict[str, dict] = {}
-    for r in grid_rows:  # one row per genotype: several grid seeds would be separate studies
-        if r["seed"] == min(x["seed"] for x in grid_rows):
-            by_genotype[r["genotype"]] = r
+    first_seed = min(r["seed"] for r in grid_rows)  # one row per genotype: other grid seeds are other studies
+    by_genotype = {r["genotype"]: r for r in grid_rows if r["seed"] == first_seed}
     rows = [by_genotype[g] for g in sorted(by_genotype) if g in truth]
     if len(rows) < 3:
         raise GenasError(f"only {len(rows)} architectures are in both the noise grid and the ground truth (need >= 3)")
