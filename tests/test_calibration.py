@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from _tiny import train_tiny
-from genas.analysis.calibration import calibrate, sigma_lists, variant_scores
+from genas.analysis.calibration import calibrate, held_out_selection, sigma_lists, variant_scores
 from genas.calibration import noise_grid, parse_grid
 from genas.checkpoint import read_jsonl
 from genas.cli import main
@@ -108,11 +108,39 @@ def test_calibrate_scores_correlates_and_writes_outputs(tmp_path):
     assert "paper" in res["shortlist"] and res["shortlist"]["paper"]["label"] == paper["label"]
     d = res["paired_vs_loss"]["test_accuracy"]["paper"]
     assert d["ci95"][0] <= d["delta_tau"] <= d["ci95"][1]
+    held = res["held_out_selection"]["test_accuracy"]
+    assert held["splits"] == 200 and sum(held["picked"].values()) <= 200
+    assert set(held["vs"]) == {"supernet loss", "supernet accuracy", "paper"}
+    assert "Held-out selection" in (tmp_path / "calibration.md").read_text()
     for f in ("calibration.json", "calibration.md", "tau_vs_alpha.png", "shortlist/correlation.json"):
         assert (tmp_path / f).exists(), f
     json.loads((tmp_path / "calibration.json").read_text())
     with pytest.raises(GenasError, match="need >= 3"):
         calibrate(rows[:2], truth, ["test_accuracy"], tmp_path / "x", bootstrap=0)
+
+
+def test_held_out_selection_picks_on_one_half_and_scores_on_the_other():
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=40)
+    scores = {"oracle": gt.copy(), "noise": rng.normal(size=40), "anti": -gt}
+    res = held_out_selection(scores, {"ref": rng.normal(size=40), "self": gt.copy()}, gt, splits=25, seed=1)
+    assert res["picked"] == {"oracle": 25} and res["chosen_tau"] == pytest.approx(1.0)
+    assert res["vs"]["self"]["delta"] == pytest.approx(0.0) and res["vs"]["self"]["wins"] == 0.0
+    assert res["vs"]["ref"]["wins"] == 1.0 and res["vs"]["ref"]["delta"] > 0.5
+    # seeded: the same splits again
+    again = held_out_selection(scores, {"ref": scores["noise"]}, gt, splits=25, seed=1)
+    assert again["chosen_tau"] == res["chosen_tau"]
+    # with pure-noise variants the held-out tau of the chosen one is near 0 although its in-sample tau is the max
+    noise = {f"n{i}": rng.normal(size=40) for i in range(30)}
+    in_sample = max(stats.kendalltau(v, gt).statistic for v in noise.values())
+    held = held_out_selection(noise, {"ref": rng.normal(size=40)}, gt, splits=50, seed=0)
+    assert in_sample > 0.2 and abs(held["chosen_tau"]) < 0.1
+
+
+def test_calibrate_rejects_negative_splits(tmp_path):
+    rows, truth = _fake_rows()
+    with pytest.raises(GenasError, match="splits"):
+        calibrate(rows, truth, ["test_accuracy"], tmp_path, bootstrap=0, splits=-1)
 
 
 def test_cli_noise_grid_bad_input_is_one_line(tmp_path, capsys):

@@ -284,7 +284,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     result = calibrate(load_grid(args.grid), load_tables(args.truth, key="genotype"),
                        _split_list(args.truth_columns) or ["test_accuracy", "shifted_accuracy"], args.output,
-                       bootstrap=args.bootstrap, seed=args.seed)
+                       bootstrap=args.bootstrap, seed=args.seed, splits=args.splits)
     print(f"{len(result['variants'])} flatness variants over {result['architectures']} architectures -> "
           f"{Path(args.output) / 'calibration.md'}")
     return 0
@@ -524,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth-columns", help="comma-separated ground-truth columns (default test_accuracy,shifted_accuracy)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap and split seed (default 0)")
+    p.add_argument("--splits", type=int, default=200,
+                   help="random halvings for the held-out check of picking the best variant (default 200; 0 = off)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("combine", help="derive angle+flatness / accuracy+flatness from recorded scores",

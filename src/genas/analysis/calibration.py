@@ -8,6 +8,8 @@ column. Point estimates cover the whole grid; a shortlist (the paper preset, the
 block, alpha "auto", the supernet loss and accuracy) gets bootstrap CIs through
 :func:`genas.analysis.correlation.correlate`, plus a paired bootstrap of its tau minus the supernet
 loss's tau (same resamples), which is what "beats the loss proxy beyond the CIs" has to mean.
+Choosing the best of ~200 variants on the same data is optimistic; :func:`held_out_selection` measures
+what that choice is worth by picking on one random half of the architectures and scoring on the other.
 """
 from __future__ import annotations
 
@@ -80,13 +82,52 @@ def _tau(x, y) -> float:
     return float(stats.kendalltau(x, y).statistic)
 
 
+def held_out_selection(scores: dict[str, np.ndarray], references: dict[str, np.ndarray], gt: np.ndarray,
+                       splits: int = 200, seed: int = 0) -> dict:
+    """What picking the best variant is worth on architectures it was not picked on.
+
+    For each of ``splits`` seeded random halvings of the architectures: choose the variant with the
+    highest tau on half A, then measure its tau, and every reference's (e.g. supernet loss, paper
+    preset), on half B. Returns the mean held-out tau of the chosen variant and of each reference, the
+    mean and 2.5-97.5 % spread over splits of (chosen - reference), the fraction of splits where the
+    chosen variant wins, and how often each variant was chosen. The halves overlap across splits, so the
+    spread is a stability range, not a confidence interval.
+    """
+    m = np.isfinite(gt)
+    names = list(scores)
+    x = {n: scores[n][m] for n in names}
+    refs = {n: v[m] for n, v in references.items()}
+    y = gt[m]
+    rng = np.random.default_rng(seed)
+    chosen_tau, ref_tau, picks = [], {n: [] for n in refs}, {}
+    for _ in range(splits):
+        perm = rng.permutation(len(y))
+        a, b = perm[: len(y) // 2], perm[len(y) // 2:]
+        taus = [_tau(x[n][a], y[a]) for n in names]
+        best = names[int(np.nanargmax(taus))]
+        picks[best] = picks.get(best, 0) + 1
+        chosen_tau.append(_tau(x[best][b], y[b]))
+        for n, v in refs.items():
+            ref_tau[n].append(_tau(v[b], y[b]))
+    chosen = np.array(chosen_tau)
+    out = dict(splits=splits, seed=seed, architectures=int(len(y)), chosen_tau=float(np.nanmean(chosen)),
+               vs={}, picked=dict(sorted(picks.items(), key=lambda kv: -kv[1])[:10]))
+    for n, t in ref_tau.items():
+        d = chosen - np.array(t)
+        out["vs"][n] = dict(tau=float(np.nanmean(t)), delta=float(np.nanmean(d)),
+                            spread=np.nanpercentile(d, [2.5, 97.5]).tolist(), wins=float(np.nanmean(d > 0)))
+    return out
+
+
 def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_columns: Sequence[str],
               out_dir: str | Path, bootstrap: int = 1000, seed: int = 0, alphas: Sequence = ALPHAS,
-              plots: bool = True) -> dict:
+              plots: bool = True, splits: int = 200) -> dict:
     """Score every variant, correlate with the ground truth, write calibration.{json,md} and plots."""
     from ..checkpoint import save_json
     from .correlation import correlate
 
+    if splits < 0:
+        raise GenasError(f"--splits must be >= 0, got {splits}")
     truth = _truth_table(truth_rows, truth_columns)
     first_seed = min(r["seed"] for r in grid_rows)  # one row per genotype: other grid seeds are other studies
     by_genotype = {r["genotype"]: r for r in grid_rows if r["seed"] == first_seed}
@@ -151,6 +192,12 @@ def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_colum
                                      for c in truth_columns} for k in baselines},
         shortlist_ci={n: {c: corr["results"][c][n]["kendall_tau"] for c in truth_columns} for n in short_names},
         paired_vs_loss=paired,
+        held_out_selection={
+            col: held_out_selection({e["label"]: sc for e, sc in variants},
+                                    {"supernet loss": baselines["loss"], "supernet accuracy": baselines["accuracy"],
+                                     **({"paper": shortlist["paper"][1]} if "paper" in shortlist else {})},
+                                    gt[:, j], splits, seed)
+            for j, col in enumerate(truth_columns)} if splits else {},
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(result, out_dir / "calibration.json")
@@ -207,6 +254,21 @@ def _markdown(result: dict) -> str:
         label = f"{name}: `{entry['label']}`" if entry else name
         passes = entry["passes"] if entry else 1
         lines.append(f"| {label} | " + " | ".join(taus) + " | " + " | ".join(deltas) + f" | {passes} |")
+    if result.get("held_out_selection"):
+        lines += ["", "## Held-out selection: what picking the best variant is worth", "",
+                  "Each split: the variant with the highest τ on a random half of the architectures is chosen and "
+                  "measured on the other half, next to the references on that same half (mean over splits; the "
+                  "spread is the 2.5–97.5 % range over splits, not a CI: halves overlap).", "",
+                  "| truth | splits | chosen variant τ (held out) | reference | reference τ | Δτ mean [spread] | "
+                  "chosen wins |", "|---|---:|---:|---|---:|---|---:|"]
+        for c, h in result["held_out_selection"].items():
+            for ref, v in h["vs"].items():
+                lines.append(f"| {c} | {h['splits']} | {_fmt(h['chosen_tau'])} | {ref} | {_fmt(v['tau'])} | "
+                             f"{_fmt(v['delta'])} [{_fmt(v['spread'][0])}, {_fmt(v['spread'][1])}] | "
+                             f"{100 * v['wins']:.0f} % |")
+        for c, h in result["held_out_selection"].items():
+            picks = ", ".join(f"`{k}` ({v})" for k, v in list(h["picked"].items())[:5])
+            lines.append(f"\nMost often chosen on {c}: {picks}.")
     main = cols[0]
     top = sorted(result["variants"], key=lambda e: -e[f"tau_{main}"])[:15]
     lines += ["", f"## Top 15 variants by τ vs {main} (point estimates; selection on the same data is "
