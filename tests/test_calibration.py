@@ -153,11 +153,11 @@ def test_cli_noise_grid_bad_input_is_one_line(tmp_path, capsys):
 def test_search_outcome_looks_winners_up_and_lists_the_missing(tmp_path):
     from genas.analysis.outcome import search_outcome
 
-    def search(name, metric, seed, winner):
+    def search(name, metric, seed, winner, **scoring):
         d = tmp_path / name
         d.mkdir()
         (d / "result.json").write_text(json.dumps(dict(metric=metric, config=dict(seed=seed), evaluations=10,
-                                                       best=dict(genotype=winner, score=1.0))))
+                                                       best=dict(genotype=winner, score=1.0), scoring=scoring)))
         return d
 
     dirs = [search("a", "flatness", 0, "g1"), search("b", "flatness", 1, "g2"), search("c", "angle", 0, "g3")]
@@ -173,6 +173,13 @@ def test_search_outcome_looks_winners_up_and_lists_the_missing(tmp_path):
     assert "flatness" in (tmp_path / "out" / "outcome.md").read_text()
     with pytest.raises(GenasError, match="no finished search"):
         search_outcome([tmp_path / "out"], truth, tmp_path / "o2")
+    # one metric with two flatness settings: two methods, each named by its settings
+    dirs.append(search("d", "flatness", 0, "g2", alpha="auto", noise_scaling="filter", noise_params="weights"))
+    res = search_outcome(dirs, truth, tmp_path / "o3")
+    assert set(res["summary"]) == {"flatness [absolute/all s=0.001/0.003/0.006 a=1 depth=sigma1 independent]",
+                                   "flatness [filter/weights s=0.001/0.003/0.006 a=auto depth=sigma1 independent]",
+                                   "angle"}
+    assert res["summary"]["flatness [absolute/all s=0.001/0.003/0.006 a=1 depth=sigma1 independent]"]["searches"] == 2
 
 
 def test_combine_derives_the_proxies_combined_metrics(tmp_path, capsys):

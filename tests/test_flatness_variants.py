@@ -165,7 +165,10 @@ def test_config_validation_and_presets():
     assert official.noise_mode == "cumulative" and official.bn_mode == "official" and not official.common_noise
     assert official.val_images == 100
     assert scoring_config("paper", alpha=0.0).alpha == 0.0  # explicit options override the preset
-    assert set(FLATNESS_PRESETS) >= {"paper", "official"}
+    assert set(FLATNESS_PRESETS) >= {"paper", "official", "calibrated"}
+    calibrated = scoring_config("calibrated")  # the paper's noise, alpha balanced over the population
+    assert calibrated.alpha == "auto" and calibrated.stds == paper.stds and calibrated.depth_at == "sigma1"
+    assert (calibrated.noise_scaling, calibrated.noise_params) == ("absolute", "all")
     with pytest.raises(GenasError, match="flatness-preset"):
         scoring_config("sharp")
     assert dataclasses.asdict(scoring_config()) == dataclasses.asdict(ScoringConfig().validate())
