@@ -108,6 +108,9 @@ def test_calibrate_scores_correlates_and_writes_outputs(tmp_path):
     assert "paper" in res["shortlist"] and res["shortlist"]["paper"]["label"] == paper["label"]
     d = res["paired_vs_loss"]["test_accuracy"]["paper"]
     assert d["ci95"][0] <= d["delta_tau"] <= d["ci95"][1]
+    acc = res["paired_vs_accuracy"]["test_accuracy"]
+    assert "supernet accuracy" not in acc and acc["supernet loss"]["delta_tau"] == pytest.approx(
+        -res["paired_vs_loss"]["test_accuracy"]["supernet accuracy"]["delta_tau"])
     held = res["held_out_selection"]["test_accuracy"]
     assert held["splits"] == 200 and sum(held["picked"].values()) <= 200
     assert set(held["vs"]) == {"supernet loss", "supernet accuracy", "paper"}

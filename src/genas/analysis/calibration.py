@@ -181,8 +181,9 @@ def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_colum
     corr = correlate(gt_rows, proxy_rows, list(truth_columns), short_names + [f"supernet {k}" for k in baselines],
                      out_dir=out_dir / "shortlist", bootstrap=bootstrap, seed=seed, plots=plots,
                      split="ground truth: mean over training seeds where several exist")
-    paired = _paired_vs_loss({n: shortlist[n][1] for n in short_names} | {"supernet accuracy": baselines["accuracy"]},
-                             baselines["loss"], gt, truth_columns, bootstrap, seed)
+    paired = {ref: _paired_delta({n: shortlist[n][1] for n in short_names}
+                                 | {f"supernet {k}": v for k, v in baselines.items() if k != ref},
+                                 baselines[ref], gt, truth_columns, bootstrap, seed) for ref in baselines}
     result = dict(
         architectures=len(rows), validation_images=images, truth_columns=list(truth_columns),
         blocks={k: list(v) for k, v in blocks.items()}, alphas=[a for a in alphas],
@@ -191,7 +192,7 @@ def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_colum
         baselines={f"supernet {k}": {f"tau_{c}": corr["results"][c][f"supernet {k}"]["kendall_tau"]
                                      for c in truth_columns} for k in baselines},
         shortlist_ci={n: {c: corr["results"][c][n]["kendall_tau"] for c in truth_columns} for n in short_names},
-        paired_vs_loss=paired,
+        paired_vs_loss=paired["loss"], paired_vs_accuracy=paired["accuracy"],
         held_out_selection={
             col: held_out_selection({e["label"]: sc for e, sc in variants},
                                     {"supernet loss": baselines["loss"], "supernet accuracy": baselines["accuracy"],
@@ -207,22 +208,22 @@ def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_colum
     return result
 
 
-def _paired_vs_loss(scores: dict[str, np.ndarray], loss: np.ndarray, gt: np.ndarray, columns: Sequence[str],
-                    bootstrap: int, seed: int) -> dict:
-    """tau(variant) - tau(supernet loss) with a percentile CI over shared bootstrap resamples."""
+def _paired_delta(scores: dict[str, np.ndarray], base: np.ndarray, gt: np.ndarray, columns: Sequence[str],
+                  bootstrap: int, seed: int) -> dict:
+    """tau(variant) - tau(base), e.g. the supernet loss, with a percentile CI over shared bootstrap resamples."""
     out = {}
     for j, col in enumerate(columns):
         m = np.isfinite(gt[:, j])
-        y, base = gt[m, j], loss[m]
+        y, ref = gt[m, j], base[m]
         rng = np.random.default_rng(seed)
         idx = [rng.integers(0, len(y), len(y)) for _ in range(bootstrap)]
         out[col] = {}
         for name, s in scores.items():
             x = s[m]
-            diffs = [_tau(x[i], y[i]) - _tau(base[i], y[i]) for i in idx]
+            diffs = [_tau(x[i], y[i]) - _tau(ref[i], y[i]) for i in idx]
             diffs = [d for d in diffs if math.isfinite(d)]
             lo, hi = (np.percentile(diffs, [2.5, 97.5]).tolist() if diffs else (None, None))
-            out[col][name] = dict(delta_tau=_tau(x, y) - _tau(base, y), ci95=[lo, hi])
+            out[col][name] = dict(delta_tau=_tau(x, y) - _tau(ref, y), ci95=[lo, hi])
     return out
 
 
@@ -235,11 +236,12 @@ def _markdown(result: dict) -> str:
     lines = [f"# Flatness calibration ({result['architectures']} architectures, "
              f"{result['validation_images']} validation images)", "",
              "Kendall τ-b with a 95 % percentile-bootstrap CI; Δτ vs loss = τ(proxy) − τ(supernet loss) on the "
-             "same bootstrap resamples (paired CI). Passes = full validation passes per candidate (BN "
-             "recalibration is common to all). alpha 'auto' is computed over these architectures.", "",
+             "same bootstrap resamples (paired CI), likewise vs the supernet accuracy. Passes = full validation "
+             "passes per candidate (BN recalibration is common to all). alpha 'auto' is computed over these "
+             "architectures.", "",
              "| proxy | " + " | ".join(f"τ {c} [CI]" for c in cols) + " | "
-             + " | ".join(f"Δτ vs loss {c} [CI]" for c in cols) + " | passes |",
-             "|---|" + "---|" * (2 * len(cols) + 1)]
+             + " | ".join(f"Δτ vs {ref} {c} [CI]" for ref in ("loss", "accuracy") for c in cols) + " | passes |",
+             "|---|" + "---|" * (3 * len(cols) + 1)]
     for name, entry in list(result["shortlist"].items()) + [(k, None) for k in result["baselines"]]:
         ci = result["shortlist_ci"].get(name) or result["baselines"][name]
         taus = []
@@ -248,8 +250,8 @@ def _markdown(result: dict) -> str:
             lo, hi = (m.get("ci") or [None, None])
             taus.append(f"{_fmt(m['estimate'])} [{_fmt(lo)}, {_fmt(hi)}]")
         deltas = []
-        for c in cols:
-            d = result["paired_vs_loss"][c].get(name)
+        for key, c in ((k, c) for k in ("paired_vs_loss", "paired_vs_accuracy") for c in cols):
+            d = result[key][c].get(name)
             deltas.append("–" if d is None else f"{_fmt(d['delta_tau'])} [{_fmt(d['ci95'][0])}, {_fmt(d['ci95'][1])}]")
         label = f"{name}: `{entry['label']}`" if entry else name
         passes = entry["passes"] if entry else 1
