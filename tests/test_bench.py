@@ -68,6 +68,10 @@ def test_claims_prevent_duplicates_and_stale_claims_are_taken_over(tmp_path):
     dead.wait()
     (claims / "1.claim").write_text(f"{socket.gethostname()} {dead.pid}")
     assert runner._claim(claims, 1)
+    # claims are named by genotype, not list position: another list's first architecture is not blocked
+    a, b = runner.claim_key("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"), runner.claim_key("|x~0|")
+    assert a != b and len(a) == 16 and runner._claim(claims, a) and runner._claim(claims, b)
+    assert runner.claim_key("|x~0|") == b
 
 
 @pytest.mark.slow

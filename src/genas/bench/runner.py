@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -97,9 +98,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _claim(claims: Path, index: int) -> bool:
+def claim_key(genotype_text: str) -> str:
+    """Claim-file name of an architecture: by genotype, not list position, so a folder extended with
+    another architecture list (e.g. later search winners) never confuses two architectures."""
+    return hashlib.sha1(genotype_text.encode()).hexdigest()[:16]
+
+
+def _claim(claims: Path, key: str | int) -> bool:
     """Atomically claim an architecture; a claim left by a dead process on this host is taken over."""
-    path = claims / f"{index}.claim"
+    path = claims / f"{key}.claim"
     me = f"{socket.gethostname()} {os.getpid()}"
     for _ in range(2):
         try:
@@ -171,7 +178,7 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
     trained = 0
     for index, genotype in enumerate(archs):
         text = space.format(genotype)
-        if index % world != rank or text in done_genotypes(out) or not _claim(out / CLAIMS, index):
+        if index % world != rank or text in done_genotypes(out) or not _claim(out / CLAIMS, claim_key(text)):
             continue
         try:
             if text in done_genotypes(out):  # finished by another worker between the checks
@@ -201,7 +208,7 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
             log(f"[{len(done_genotypes(out))}/{len(archs)}] {text}  test {row['test_accuracy']:.4f}  "
                 f"shifted {row['shifted_accuracy']:.4f}  {row['train_seconds']} s")
         finally:
-            (out / CLAIMS / f"{index}.claim").unlink(missing_ok=True)
+            (out / CLAIMS / f"{claim_key(text)}.claim").unlink(missing_ok=True)
     return trained
 
 
