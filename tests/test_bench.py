@@ -112,7 +112,10 @@ def test_explicit_genotypes_are_trained_and_a_longer_list_extends_them(tmp_path,
     listing.write_text("\n".join(wanted) + "\n")
     assert main(["bench", "-o", str(out), "--genotypes", str(listing), "--resume", "--no-progress", *opts]) == 0
     assert [r["genotype"] for r in rows(out)] == wanted
+    listing.write_text(wanted[2] + "\n")  # another, shorter list (e.g. a later search's winners): nothing to train
     capsys.readouterr()
+    assert main(["bench", "-o", str(out), "--genotypes", str(listing), "--resume", "--no-progress", *opts]) == 0
+    assert capsys.readouterr().out.startswith("1/1 architectures")  # counts this list, not the folder
     listing.write_text("|not_an_op~0|\n")
     assert main(["bench", "-o", str(out), "--genotypes", str(listing), "--resume", "--no-progress", *opts]) == 2
     assert main(["bench", "-o", str(out), "--genotypes", str(tmp_path / "missing.txt"), "--no-progress"]) == 2

@@ -174,6 +174,7 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
                                  max_train_images=cfg.max_train_images, train_on="train-half",
                                  val_images=cfg.val_images, seed=cfg.seed)
     archs = cfg.architectures(space)
+    texts = {space.format(g) for g in archs}  # progress counts this list only (a folder may hold others)
     rank, world = shard
     trained = 0
     for index, genotype in enumerate(archs):
@@ -205,7 +206,7 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
                            train_seconds=round(time.perf_counter() - t0, 2))
             _append_row(row, out / RESULTS)
             trained += 1
-            log(f"[{len(done_genotypes(out))}/{len(archs)}] {text}  test {row['test_accuracy']:.4f}  "
+            log(f"[{len(done_genotypes(out) & texts)}/{len(archs)}] {text}  test {row['test_accuracy']:.4f}  "
                 f"shifted {row['shifted_accuracy']:.4f}  {row['train_seconds']} s")
         finally:
             (out / CLAIMS / f"{claim_key(text)}.claim").unlink(missing_ok=True)
@@ -225,7 +226,8 @@ def run_bench(out: str | Path, cfg: BenchConfig, workers: int = 1, resume: bool 
     from ..spaces import get_space
 
     out = Path(out)
-    cfg.validate().architectures(get_space(cfg.space))  # a bad explicit genotype fails before any file changes
+    space = get_space(cfg.space)
+    texts = {space.format(g) for g in cfg.validate().architectures(space)}  # bad genotypes fail before any file changes
     cfg = prepare(out, cfg, resume)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if world > 1:  # torchrun: ranks split the sample statically, each one process
@@ -238,5 +240,5 @@ def run_bench(out: str | Path, cfg: BenchConfig, workers: int = 1, resume: bool 
         threads = max(1, (os.cpu_count() or 1) // workers)
         with mp.get_context("spawn").Pool(workers) as pool:
             pool.starmap(_worker_main, [(str(out), dataclasses.asdict(cfg), (0, 1), threads)] * workers)
-    rows = read_jsonl(out / RESULTS)
-    return dict(rows=len(rows), target=len(cfg.genotypes) if cfg.genotypes else cfg.num_archs, total_train_seconds=round(sum(r["train_seconds"] for r in rows), 1))
+    rows = [r for r in read_jsonl(out / RESULTS) if r["genotype"] in texts]  # this list's rows (a folder may hold more)
+    return dict(rows=len(rows), target=len(texts), total_train_seconds=round(sum(r["train_seconds"] for r in rows), 1))
