@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from genas.proxies import ScoringConfig, ScoringContext
-from genas.proxies.bn import recalibrate_bn
+from genas.engine.bn import recalibrate_bn
 from genas.proxies.flatness import flatness_score
 from genas.proxies.measure import _FastTwin, losses_under_noise
 from genas.proxies.reference import official_score, stack_batches
 from genas.spaces import get_space
+from genas.workflows.scoring import scoring_context
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_RUN = ROOT / "runs" / "bench-flatness-supernet"
@@ -219,7 +220,7 @@ def main(argv=None) -> dict:
     run = ensure_supernet(args.run)
     cfg = ScoringConfig(val_images=args.val_images, bn_images=args.bn_images, bn_mode="official",
                         noise_mode="cumulative", batch_size=args.eval_batch, stds=args.stds, seed=args.seed)
-    ctx = ScoringContext.from_run(run, cfg, device=args.device)
+    ctx = scoring_context(run, cfg, device=args.device)
     candidates = sample_candidates(args.candidates, args.seed)
     opts = dict(fuse_bn=args.fuse_bn, channels_last=not args.no_channels_last, chunk=args.chunk)
     n_bn, n_val = sum(len(y) for _, y in ctx.bn_batches), ctx.val_image_count

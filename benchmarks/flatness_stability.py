@@ -82,7 +82,8 @@ def batch_losses(net, batches) -> list[float]:
 def measure(args) -> int:
     import torch
 
-    from genas.proxies.context import ScoringConfig, ScoringContext
+    from genas.proxies import ScoringConfig
+    from genas.workflows.scoring import scoring_context
     from genas.proxies.perturb import perturbed_levels
 
     torch.set_num_threads(1)
@@ -98,7 +99,7 @@ def measure(args) -> int:
             done.add((r["cand"], r["kind"], r.get("sample", -1)))
     total_clean = max(args.clean_images, args.extra_clean_images or 0)
     cfg = ScoringConfig(val_images=total_clean, batch_size=args.batch, seed=args.seed)
-    ctx = ScoringContext.from_run(args.run, cfg, device="cpu")
+    ctx = scoring_context(args.run, cfg, device="cpu")
     cands = sample_candidates(ctx.space, args.candidates, args.seed)
     noise_batches = ctx.val_batches[: math.ceil(args.noise_images / args.batch)]
     n_first = math.ceil(args.clean_images / args.batch)

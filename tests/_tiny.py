@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genas.config import supernet_config
+from genas.supernet.config import supernet_config
 
 TINY = dict(dataset="synthetic", channels=4, cells_per_stage=1, epochs=2, batch_size=32,
             max_train_images=192, val_images=64, save_every=1)

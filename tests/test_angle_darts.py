@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from genas.proxies.angle_darts import (DARTS_PATH_EDGES, darts_angle, darts_path_vector, darts_paths,
+from genas.workflows.scoring import scoring_context
+from genas.proxies.angle import supernet_angle
+from genas.spaces.darts_angle import (DARTS_PATH_EDGES, darts_path_vector, darts_paths,
                                        extra_param_keys)
 from genas.spaces import get_space
 from genas.spaces.darts import edge_index
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def supernet():
     torch.manual_seed(0)
-    return DARTSSupernet(C=C, num_classes=3, layers=LAYERS, in_channels=1)
+    return DARTSSupernet(channels=C, num_classes=3, layers=LAYERS, in_channels=1)
 
 
 def _perturbed(state, std, seed):
@@ -231,8 +233,14 @@ def test_angle_proxy_dispatches_to_darts(tmp_path):
 
     run = tmp_path / "darts"
     train_tiny(run, space="darts", channels=4, layers=5, epochs=1)
-    ctx = ScoringContext.from_run(run, ScoringConfig(val_images=32, bn_images=32, bn_batch_size=32))
+    ctx = scoring_context(run, ScoringConfig(val_images=32, bn_images=32, bn_batch_size=32))
     g = get_space("darts").sample(np.random.default_rng(0))
     value = get_proxy("angle")(ctx, g).value
     assert value == pytest.approx(darts_angle(ctx.supernet, ctx.init_state, ctx.final_state, g))
     assert 0.0 < value < math.pi
+
+
+def darts_angle(supernet, init_state, final_state, genotype, quirk=False) -> float:
+    """The angle proxy's value: 0.0 (worst) when every path is dropped."""
+    theta = supernet_angle(supernet, init_state, final_state, genotype, quirk)
+    return 0.0 if theta is None else theta

@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from genas.bench import BenchConfig, run_bench, sample_archs
-from genas.bench import runner
-from genas.bench.corruptions import corrupt, shifted_sets
+from genas.groundtruth import BenchConfig, run_bench, sample_archs
+from genas.groundtruth import runner
+from genas.groundtruth.corruptions import corrupt, shifted_sets
 from genas.data import load_data
 from genas.errors import GenasError
 from genas.spaces import get_space

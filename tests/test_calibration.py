@@ -6,9 +6,10 @@ import pytest
 from scipy import stats
 
 from _tiny import train_tiny
+from genas.workflows.scoring import scoring_context
 from genas.analysis.calibration import calibrate, held_out_selection, sigma_lists, variant_scores
-from genas.calibration import noise_grid, parse_grid
-from genas.checkpoint import read_jsonl
+from genas.workflows.noise_grid import noise_grid, parse_grid
+from genas.io import read_jsonl
 from genas.cli import main
 from genas.errors import GenasError
 from genas.proxies import ScoringConfig, ScoringContext, get_proxy
@@ -45,7 +46,7 @@ def test_grid_rows_score_like_the_online_proxy_and_resume(run, tmp_path):
     # a sigma list equal to a whole block reuses its draws level by level: offline == online exactly
     cfg = ScoringConfig(**SMALL, stds=(0.02, 0.04, 0.08), noise_scaling="filter", noise_params="weights",
                         depth_at="zero", alpha=0.7)
-    ctx = ScoringContext.from_run(run, cfg)
+    ctx = scoring_context(run, cfg)
     online = [get_proxy("flatness")(ctx, SPACE.parse(g)).value for g in genotypes]
     offline, a = variant_scores(rows, "filter/weights", (0.02, 0.04, 0.08), 0.7, "zero")
     assert a == 0.7

@@ -57,7 +57,7 @@ def test_search_refuses_to_overwrite_and_changed_settings(run):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--metric", "sharpness"], "registered"),
+    (["--metric", "sharpness"], "available"),
     (["--stds", "0.003,0.001"], "strictly increasing"),
     (["--stds", "a,b"], "--stds"),
     (["--noise-mode", "relative"], "noise-mode"),

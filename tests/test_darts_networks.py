@@ -13,7 +13,7 @@ from genas.spaces.darts_genotypes import (DARTS_V2, FLATNESS_CIFAR10, GENOTYPE_S
                                           IMAGENET_PARAMS_M, PC_DARTS, get_genotype)
 from genas.spaces.darts_net import (AuxiliaryHeadImageNet, DARTSSupernet, FactorizedReduce, NetworkCIFAR,
                                     NetworkImageNet, SepConv)
-from genas.train.cost import count_macs, count_params
+from genas.engine.cost import count_macs, count_params
 
 SPACE = get_space("darts")
 
@@ -48,7 +48,7 @@ GENOTYPES = [FLATNESS_CIFAR10, DARTS_V2, PC_DARTS, (4,) * 2 + (0, 4, 4, 0, 0, 4,
 # off the 2-input rule: node 2 of both cells has no input (its value is the strided zero tensor)
 INVALID = (0, 0) + FLATNESS_CIFAR10[2:14] + (0, 0) + FLATNESS_CIFAR10[16:]
 
-SMALL = dict(C=4, num_classes=5, layers=5, in_channels=1)
+SMALL = dict(channels=4, num_classes=5, layers=5, in_channels=1)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,7 +82,7 @@ def test_supernet_equals_extracted_network_eval(small_supernet, x1):
 
 
 def test_supernet_equals_extracted_network_eval_layers8_rgb():
-    sn = _supernet(C=4, num_classes=10, layers=8, in_channels=3).eval()
+    sn = _supernet(channels=4, num_classes=10, layers=8, in_channels=3).eval()
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     for g in GENOTYPES[:3]:
         with torch.no_grad():
@@ -116,7 +116,7 @@ def test_supernet_equals_extracted_network_train_and_grads(x1):
 def test_subnet_state_dict_and_param_names(small_supernet):
     sn = small_supernet
     for g in GENOTYPES + [INVALID]:
-        net = NetworkCIFAR(g, auxiliary=False, pool_bn=True, **sn.config())
+        net = NetworkCIFAR(g, auxiliary=False, pool_bn=True, **sn._shape())
         sub = sn.subnet_state_dict(g)
         assert set(sub) == set(net.state_dict())
         for name, tensor in net.state_dict().items():
@@ -135,7 +135,7 @@ def test_subnet_state_dict_and_param_names(small_supernet):
 
 def test_supernet_structure_and_config():
     sn = DARTSSupernet()
-    assert sn.config() == dict(C=16, num_classes=10, layers=8, in_channels=3, steps=4, multiplier=4,
+    assert sn._shape() == dict(channels=16, num_classes=10, layers=8, in_channels=3, steps=4, multiplier=4,
                                stem_multiplier=3)
     assert [c.reduction for c in sn.cells] == [False, False, True, False, False, True, False, False]
     assert [c.C for c in sn.cells] == [16, 16, 32, 32, 32, 64, 64, 64]
@@ -148,11 +148,11 @@ def test_supernet_structure_and_config():
     for o in (1, 2):  # pools are Sequential(pool, affine BN)
         assert isinstance(edge[o], nn.Sequential) and edge[o][1].affine
     assert all(m.affine for m in sn.modules() if isinstance(m, nn.BatchNorm2d))
-    twin = DARTSSupernet(**sn.config())
+    twin = DARTSSupernet(**sn._shape())
     assert {k: v.shape for k, v in twin.state_dict().items()} == {k: v.shape for k, v in sn.state_dict().items()}
     with pytest.raises(ValueError):
         sn(torch.zeros(1, 3, 8, 8), DARTS_V2[:14])
-    for bad in (dict(C=0), dict(layers=0), dict(num_classes=0), dict(in_channels=0), dict(steps=3),
+    for bad in (dict(channels=0), dict(layers=0), dict(num_classes=0), dict(in_channels=0), dict(steps=3),
                 dict(multiplier=5)):
         with pytest.raises(ValueError):
             DARTSSupernet(**bad)
@@ -161,7 +161,7 @@ def test_supernet_structure_and_config():
 # --- evaluation networks -------------------------------------------------------------------------
 
 def test_network_cifar_shapes_and_aux():
-    net = NetworkCIFAR(DARTS_V2, C=4, num_classes=7, layers=5, auxiliary=True)
+    net = NetworkCIFAR(DARTS_V2, channels=4, num_classes=7, layers=5, auxiliary=True)
     x = torch.randn(2, 3, 32, 32)
     net.train()
     out = net(x)
@@ -171,7 +171,7 @@ def test_network_cifar_shapes_and_aux():
     net.eval()
     logits, aux = net(x, return_aux=True)
     assert logits.shape == (2, 7) and aux is None
-    no_aux = NetworkCIFAR(DARTS_V2, C=4, num_classes=7, layers=5, auxiliary=False).train()
+    no_aux = NetworkCIFAR(DARTS_V2, channels=4, num_classes=7, layers=5, auxiliary=False).train()
     logits, aux = no_aux(x, return_aux=True)
     assert aux is None and not hasattr(no_aux, "auxiliary_head")
     # the head sits after cell 2 * layers // 3 and has BN after the 768 conv
@@ -181,13 +181,13 @@ def test_network_cifar_shapes_and_aux():
 
 
 def test_network_cifar_genotype_forms_and_pool_bn():
-    a = NetworkCIFAR(GENOTYPE_STRINGS["PC_DARTS"], C=4, layers=3)
-    b = SPACE.build_network(PC_DARTS, C=4, layers=3)
+    a = NetworkCIFAR(GENOTYPE_STRINGS["PC_DARTS"], channels=4, layers=3)
+    b = SPACE.build_network(PC_DARTS, channels=4, layers=3, auxiliary=True)
     assert a.genotype == b.genotype == PC_DARTS
     assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
-    with_bn = NetworkCIFAR(PC_DARTS, C=4, layers=3, pool_bn=True)
-    # PC-DARTS: one avg pool in the normal cell (2 normal cells of C=4 and 16) and one max pool in
-    # the reduction cell (C=8): each pool gains an affine BN (2 x C params)
+    with_bn = NetworkCIFAR(PC_DARTS, channels=4, layers=3, pool_bn=True)
+    # PC-DARTS: one avg pool in the normal cell (2 normal cells of channels=4 and 16) and one max pool in
+    # the reduction cell (channels=8): each pool gains an affine BN (2 x C params)
     assert count_params(with_bn) - count_params(a) == 2 * (4 + 16) + 2 * 8
     with pytest.raises(ValueError):
         NetworkCIFAR(DARTS_V2[:20])
@@ -199,7 +199,7 @@ def test_network_cifar_genotype_forms_and_pool_bn():
 
 def test_drop_path_only_in_training():
     torch.manual_seed(0)
-    net = NetworkCIFAR(DARTS_V2, C=4, num_classes=5, layers=3, auxiliary=False, drop_path_prob=0.0)
+    net = NetworkCIFAR(DARTS_V2, channels=4, num_classes=5, layers=3, auxiliary=False, drop_path_prob=0.0)
     _randomize(net, 2)
     x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     net.train()
@@ -219,7 +219,7 @@ def test_drop_path_only_in_training():
 
 
 def test_network_imagenet_structure_and_aux():
-    net = NetworkImageNet(DARTS_V2, C=8, num_classes=11, layers=14)
+    net = NetworkImageNet(DARTS_V2, channels=8, num_classes=11, layers=14)
     assert [i for i, c in enumerate(net.cells) if c.reduction] == [4, 9]
     assert isinstance(net.cells[0].preprocess0, FactorizedReduce)  # input treated as after a reduction
     assert net.aux_index == 9 and isinstance(net.auxiliary_head, AuxiliaryHeadImageNet)
@@ -231,8 +231,8 @@ def test_network_imagenet_structure_and_aux():
     logits, aux = net(x, return_aux=True)
     assert logits.shape == (1, 11) and aux.shape == (1, 11)
     with pytest.raises(ValueError):
-        NetworkImageNet(DARTS_V2, C=7)
-    assert isinstance(SPACE.build_network(DARTS_V2, style="imagenet", C=8, layers=3, auxiliary=False),
+        NetworkImageNet(DARTS_V2, channels=7)
+    assert isinstance(SPACE.build_network(DARTS_V2, style="imagenet", channels=8, layers=3, auxiliary=False),
                       NetworkImageNet)
 
 
@@ -242,14 +242,14 @@ def test_network_imagenet_structure_and_aux():
 def test_imagenet_params_match_published(name):
     """GeNAS README / GENAS_SPEC.md section 6: 5.56 / 5.34 / 5.20 / 5.41 M at C = 52 / 44 / 46 / 48,
     DARTS_V2 4.72 M at C = 48 (DARTS paper: 4.7 M); auxiliary head excluded."""
-    net = NetworkImageNet(get_genotype(name), C=IMAGENET_CHANNELS[name], num_classes=1000, layers=14)
+    net = NetworkImageNet(get_genotype(name), channels=IMAGENET_CHANNELS[name], num_classes=1000, layers=14)
     params_m = count_params(net, exclude="auxiliary") / 1e6
     assert abs(params_m / IMAGENET_PARAMS_M[name] - 1) < 0.01, (name, params_m)
 
 
 @pytest.mark.parametrize("name, expected", [("DARTS_V2", 3.35), ("PC_DARTS", 3.63)])
 def test_cifar_params_match_published(name, expected):
-    """DARTS paper 3.3 M, PC-DARTS paper 3.6 M (3.63 M in its genotypes.py) at C=36, 20 cells."""
+    """DARTS paper 3.3 M, PC-DARTS paper 3.6 M (3.63 M in its genotypes.py) at channels=36, 20 cells."""
     params_m = count_params(NetworkCIFAR(get_genotype(name)), exclude="auxiliary") / 1e6
     assert abs(params_m / expected - 1) < 0.01, (name, params_m)
 
@@ -268,11 +268,11 @@ def test_imagenet_macs(name):
     The four GeNAS models give 610 / 593 / 579 / 602 M: all fit the README's "0.6 G", whereas
     GENAS_SPEC.md's derived 697 / 626 / 616 / 616 M do not reproduce (FLATNESS_CIFAR10 +14 %).
     The architectures are right (parameters match to 0.1 %, see above), and the counter agrees
-    on DARTS: DARTS_V2 (C=48) 530 M, as the ~523-545 M that conv+fc counters report for it
+    on DARTS: DARTS_V2 (channels=48) 530 M, as the ~523-545 M that conv+fc counters report for it
     (quark0/darts issue 46; the DARTS paper's 574 M counts more), and CIFAR DARTS_V2 528 M /
     PC-DARTS 557 M, the usual published figures (528 M / 558 M). These values pin the count.
     """
-    net = NetworkImageNet(get_genotype(name), C=IMAGENET_CHANNELS[name])
+    net = NetworkImageNet(get_genotype(name), channels=IMAGENET_CHANNELS[name])
     macs = count_macs(net, (3, 224, 224)) / 1e6
     assert abs(macs / IMAGENET_MACS_M[name] - 1) < 0.002, (name, macs)
     if name != "DARTS_V2":

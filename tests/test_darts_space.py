@@ -11,6 +11,7 @@ from math import comb
 import numpy as np
 import pytest
 
+from genas.errors import GenasError
 from genas.spaces import SearchSpace, get_space, list_spaces
 from genas.spaces.darts import (DARTS_EDGES, DARTS_OPS, NODE_OFFSETS, NODE_SLICES, DARTSSpace,
                                 cell_is_valid, edge_index, repair_cell)
@@ -128,12 +129,12 @@ def test_format_is_parse_searched_cell_order():
 
 
 def test_get_genotype_unknown_lists_names():
-    with pytest.raises(ValueError) as exc:
+    with pytest.raises(GenasError) as exc:
         get_genotype("NOT_A_NET")
     assert "NOT_A_NET" in str(exc.value)
     for name in list_genotypes():
         assert name in str(exc.value)
-    with pytest.raises(ValueError):
+    with pytest.raises(GenasError):
         get_genotype(["FLATNESS_CIFAR10"])
 
 

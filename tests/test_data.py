@@ -84,8 +84,10 @@ def test_load_synthetic():
 def test_describe_records_split_seed():
     d = load_data("synthetic", split_seed=17, val_fraction=0.25)
     desc = d.describe()
-    assert desc == dict(dataset="synthetic", num_classes=10, in_channels=1, image_size=16,
-                        n_supernet_train=480, n_search_val=160, n_test=320, split_seed=17)
+    fingerprint = desc.pop("fingerprint")
+    assert desc == dict(dataset="synthetic", source="named", num_classes=10, in_channels=1, image_size=16,
+                        n_supernet_train=480, n_search_val=160, n_test=320, split_seed=17, mean=[0.5], std=[0.25])
+    assert len(fingerprint) == 64 and fingerprint == load_data("synthetic").describe()["fingerprint"]
     tr, va = split_train(640, 17, 0.25)
     assert np.array_equal(d.train_idx, tr) and np.array_equal(d.val_idx, va)
     assert not np.array_equal(load_data("synthetic", split_seed=18).val_idx, load_data("synthetic", split_seed=17).val_idx)

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from _tiny import train_tiny
-from genas.checkpoint import state_digest
+from genas.workflows.scoring import scoring_context
+from genas.engine.checkpoint import state_digest
 from genas.proxies import ScoringConfig, ScoringContext, flatness_score
-from genas.proxies.bn import recalibrate_bn
+from genas.engine.bn import recalibrate_bn
 from genas.proxies.measure import _FastTwin, losses_under_noise
 from genas.proxies.reference import official_score, stack_batches
 from genas.spaces import get_space
@@ -29,7 +30,7 @@ def ctx(tmp_path_factory):
     # 128 validation images = two official batches of 64; our batches of 48 do not line up with them
     cfg = ScoringConfig(val_images=128, bn_images=64, bn_batch_size=32, batch_size=48, bn_mode="official",
                         noise_mode="cumulative")
-    return ScoringContext.from_run(run, cfg)
+    return scoring_context(run, cfg)
 
 
 def candidates(n, seed=0):

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from _tiny import train_tiny
-from genas.checkpoint import state_digest
+from genas.workflows.scoring import scoring_context
+from genas.engine.checkpoint import state_digest
 from genas.errors import GenasError
 from genas.proxies import ScoringConfig, ScoringContext, get_proxy
-from genas.proxies.context import FLATNESS_PRESETS, scoring_config
+from genas.proxies.config import FLATNESS_PRESETS, scoring_config
 from genas.proxies.flatness import auto_alpha, flatness_score, flatness_terms, resolve_alpha
 from genas.proxies.perturb import noise_like, perturbed_levels
 from genas.spaces import get_space
@@ -29,7 +30,7 @@ def run(tmp_path_factory):
 
 def make_ctx(run, **cfg):
     base = dict(val_images=96, bn_images=64, bn_batch_size=32, batch_size=48)
-    return ScoringContext.from_run(run, ScoringConfig(**{**base, **cfg}))
+    return scoring_context(run, ScoringConfig(**{**base, **cfg}))
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +178,8 @@ def test_config_validation_and_presets():
 def test_a_search_made_before_a_scoring_setting_existed_still_resumes(tmp_path):
     import json
 
-    from genas.config import to_dict
-    from genas.workflows import SCORING, _check_scoring
+    from genas.options import to_dict
+    from genas.workflows.search import SCORING, _check_scoring
 
     record = dict(metric="flatness", scoring=to_dict(ScoringConfig().validate()), supernet_run="/r")
     old = json.loads(json.dumps(record))

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from genas.errors import GenasError
 from genas.spaces import Genotype, SearchSpace, get_space, list_spaces
 from genas.spaces.nb201 import NB201_EDGES, NB201_OPS, NB201Space
 
@@ -292,7 +293,7 @@ def test_get_space_and_list_spaces():
 
 
 def test_get_space_unknown_lists_available():
-    with pytest.raises(ValueError) as exc:
+    with pytest.raises(GenasError) as exc:
         get_space("nope")
     msg = str(exc.value)
     assert "nope" in msg

@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from _tiny import train_tiny
-from genas.checkpoint import state_digest
+from genas.workflows.scoring import scoring_context
+from genas.engine.checkpoint import state_digest
 from genas.errors import GenasError
 from genas.proxies import ScoringConfig, ScoringContext, get_proxy, list_proxies, make_evaluator
-from genas.proxies.angle import nb201_path_vector
-from genas.proxies.bn import recalibrate_bn
+from genas.spaces.nb201_angle import nb201_path_vector
+from genas.engine.bn import recalibrate_bn
 from genas.proxies.perturb import noise_like, perturbed_levels
 from genas.spaces import get_space
 
@@ -26,7 +27,7 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ctx(run):
-    return ScoringContext.from_run(run, ScoringConfig(val_images=96, bn_images=64, bn_batch_size=32, batch_size=48))
+    return scoring_context(run, ScoringConfig(val_images=96, bn_images=64, bn_batch_size=32, batch_size=48))
 
 
 def genotypes(n, seed=0):
@@ -36,7 +37,7 @@ def genotypes(n, seed=0):
 
 def test_registry_lists_all_metrics_and_rejects_unknown():
     assert {"flatness", "angle", "accuracy", "loss", "angle+flatness", "accuracy+flatness"} <= set(list_proxies())
-    with pytest.raises(GenasError, match="registered: .*flatness"):
+    with pytest.raises(GenasError, match="available: .*flatness"):
         get_proxy("sharpness")
 
 
@@ -177,7 +178,7 @@ def test_combined_metrics_and_flatness_share(ctx):
 
 
 def test_noise_samples_average(run):
-    c = ScoringContext.from_run(run, ScoringConfig(val_images=48, bn_images=32, bn_batch_size=32, noise_samples=3))
+    c = scoring_context(run, ScoringConfig(val_images=48, bn_images=32, bn_batch_size=32, noise_samples=3))
     res = get_proxy("flatness")(c, genotypes(1)[0])
     per = np.array(res.raw["losses_per_sample"])
     assert per.shape == (3, 3)

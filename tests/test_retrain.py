@@ -12,13 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genas.checkpoint import load_torch, state_digest
+from genas.engine.checkpoint import load_torch, state_digest
 from genas.data import Data, split_train
 from genas.data.images import TensorImageSet
 from genas.data.sources import make_synthetic
+from genas.engine.evaluate import evaluate
 from genas.errors import GenasError
 from genas.spaces import darts_net
 from genas.spaces.darts_genotypes import GENOTYPE_STRINGS, IMAGENET_CHANNELS
+from genas.train import recipes as rc
 from genas.train import retrain as rt
 
 DARTS_G = GENOTYPE_STRINGS["DARTS_V2"]
@@ -47,13 +49,13 @@ def darts_cfg(**kw):
     values = dict(space="darts", genotype=DARTS_G, dataset="synthetic", channels=4, layers=5, auxiliary=True,
                   cutout=8, drop_path=0.3, epochs=3, batch_size=32, lr=0.05, label_smoothing=0.1,
                   max_train_images=None)
-    return rt.retrain_config("quick", **{**values, **kw})
+    return rc.retrain_config("quick", **{**values, **kw})
 
 
 def nb201_cfg(**kw):
     values = dict(space="nb201", genotype=NB201_G, dataset="synthetic", channels=4, cells_per_stage=1,
                   epochs=3, batch_size=32, max_train_images=128, schedule="linear", warmup_epochs=2, cutout=4)
-    return rt.retrain_config("quick", **{**values, **kw})
+    return rc.retrain_config("quick", **{**values, **kw})
 
 
 def _log(run):
@@ -96,7 +98,7 @@ def test_darts_run_files_metrics_smoothing_and_drop_path(tmp_path, data32, monke
 
     log = _log(run)
     assert [r["epoch"] for r in log] == [0, 1, 2]
-    assert [r["lr"] for r in log] == pytest.approx([rt.lr_at(cfg, e) for e in range(3)])
+    assert [r["lr"] for r in log] == pytest.approx([rc.lr_at(cfg, e) for e in range(3)])
     assert [r["drop_path_prob"] for r in log] == pytest.approx([0.0, 0.1, 0.2])
     assert all(0.0 <= r["top1"] <= r["top5"] <= 1.0 for r in log)
     assert max(r["top1"] for r in log) == result["best_top1"]
@@ -149,7 +151,8 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, data32, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         rt.retrain(darts_cfg(), run, device="cpu", progress=False)
     monkeypatch.setattr(rt, "append_jsonl", real_append)
-    assert not (run / "result.json").exists() and load_torch(run / "last.pt")["epoch"] == 1
+    # the log line of epoch 1 was written, last.pt (the commit point, written last) was not
+    assert not (run / "result.json").exists() and load_torch(run / "last.pt")["epoch"] == 0
 
     with pytest.raises(GenasError, match="epochs"):
         rt.retrain(darts_cfg(epochs=5), run, resume=True, device="cpu", progress=False)
@@ -164,28 +167,28 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, data32, monkeypatch)
 # --- recipe pieces ----------------------------------------------------------------------------------
 
 def test_lr_schedules_match_hand_computed_values():
-    cos = rt.retrain_config("quick", epochs=4, lr=0.1, lr_min=0.0, schedule="cosine")
-    assert [rt.lr_at(cos, e) for e in range(4)] == pytest.approx(
+    cos = rc.retrain_config("quick", epochs=4, lr=0.1, lr_min=0.0, schedule="cosine")
+    assert [rc.lr_at(cos, e) for e in range(4)] == pytest.approx(
         [0.1, 0.05 * (1 + math.sqrt(0.5)), 0.05, 0.05 * (1 - math.sqrt(0.5))])
-    cos_w = rt.retrain_config("quick", epochs=4, lr=0.1, lr_min=0.01, schedule="cosine", warmup_epochs=2)
-    assert rt.lr_at(cos_w, 0) == pytest.approx(0.5 * 0.1) and rt.lr_at(cos_w, 2) == pytest.approx(0.055)
-    genas = rt.retrain_config("imagenet", space="darts", genotype="DARTS_V2", data_dir=None)
+    cos_w = rc.retrain_config("quick", epochs=4, lr=0.1, lr_min=0.01, schedule="cosine", warmup_epochs=2)
+    assert rc.lr_at(cos_w, 0) == pytest.approx(0.5 * 0.1) and rc.lr_at(cos_w, 2) == pytest.approx(0.055)
+    genas = rc.retrain_config("imagenet", space="darts", genotype="DARTS_V2", data_dir=None)
     assert (genas.schedule, genas.warmup_epochs, genas.epochs, genas.lr) == ("linear", 5, 250, 0.5)
     expect = {0: 0.5 * 245 / 245 * 1 / 5, 3: 0.5 * 242 / 245 * 4 / 5, 4: 0.5 * 241 / 245, 100: 0.5 * 145 / 245,
               244: 0.5 / 245, 245: 0.5 * 5 / (245 * 5), 249: 0.5 * 1 / (245 * 5)}
     for e, lr in expect.items():
-        assert rt.lr_at(genas, e) == pytest.approx(lr), e
-    short = rt.retrain_config("quick", epochs=10, lr=1.0, schedule="linear")  # tail 5 of 10
-    assert [rt.lr_at(short, e) for e in range(10)] == pytest.approx(
+        assert rc.lr_at(genas, e) == pytest.approx(lr), e
+    short = rc.retrain_config("quick", epochs=10, lr=1.0, schedule="linear")  # tail 5 of 10
+    assert [rc.lr_at(short, e) for e in range(10)] == pytest.approx(
         [1, 0.8, 0.6, 0.4, 0.2, 0.2, 0.16, 0.12, 0.08, 0.04])
-    assert rt.lr_at(rt.retrain_config("quick", epochs=1, schedule="linear"), 0) > 0
+    assert rc.lr_at(rc.retrain_config("quick", epochs=1, schedule="linear"), 0) > 0
 
 
 def test_cutout_zeroes_one_square_of_the_requested_size():
     x = torch.ones(300, 2, 20, 20)
-    out = rt.cutout(x, 6, torch.Generator().manual_seed(0))
-    assert torch.equal(out, rt.cutout(x, 6, torch.Generator().manual_seed(0)))  # seeded
-    assert torch.equal(rt.cutout(x, 0, torch.Generator()), x)
+    out = rc.cutout(x, 6, torch.Generator().manual_seed(0))
+    assert torch.equal(out, rc.cutout(x, 6, torch.Generator().manual_seed(0)))  # seeded
+    assert torch.equal(rc.cutout(x, 0, torch.Generator()), x)
     assert torch.equal(out[:, 0], out[:, 1])  # the same square in every channel
     full = 0
     for img in out[:, 0]:
@@ -198,7 +201,7 @@ def test_cutout_zeroes_one_square_of_the_requested_size():
             assert h == 6 and w == 6
             full += 1
     assert full > 100
-    odd = rt.cutout(torch.ones(1, 1, 30, 30), 5, torch.Generator().manual_seed(3))
+    odd = rc.cutout(torch.ones(1, 1, 30, 30), 5, torch.Generator().manual_seed(3))
     assert (odd == 0).sum() <= 25
 
 
@@ -207,64 +210,64 @@ def test_train_loss_smoothing_and_aux_weight():
     g = torch.Generator().manual_seed(0)
     logits, aux, y = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g), torch.arange(8)
     expect = F.cross_entropy(logits, y, label_smoothing=0.2) + 0.4 * F.cross_entropy(aux, y, label_smoothing=0.2)
-    assert rt.train_loss(logits, aux, y, cfg).item() == pytest.approx(expect.item())
-    assert rt.train_loss(logits, None, y, cfg).item() == pytest.approx(
+    assert rc.train_loss(logits, aux, y, cfg).item() == pytest.approx(expect.item())
+    assert rc.train_loss(logits, None, y, cfg).item() == pytest.approx(
         F.cross_entropy(logits, y, label_smoothing=0.2).item())
 
 
-def test_eval_sums_top1_top5():
+def test_evaluate_top1_top5():
     class Fixed(torch.nn.Module):
         def forward(self, x):
             return torch.arange(10.0).repeat(len(x), 1)  # ranking 9, 8, 7, 6, 5, ...
 
     batches = [(torch.zeros(4, 1), torch.tensor([9, 5, 4, 0]))]
-    sums = rt.eval_sums(Fixed(), batches, torch.device("cpu"))
-    assert (sums["top1"], sums["top5"], sums["n"]) == (1, 2, 4)
+    loss, top1, top5, n = evaluate(Fixed(), batches, torch.device("cpu"))["sums"]
+    assert (top1, top5, n) == (1, 2, 4)
 
 
 def test_presets():
-    cifar = rt.retrain_config("cifar", genotype=DARTS_G)
+    cifar = rc.retrain_config("cifar", genotype=DARTS_G)
     expect = dict(space="darts", style="cifar", dataset="cifar10", epochs=600, channels=36, layers=20,
                   batch_size=96, lr=0.025, lr_min=0.0, momentum=0.9, weight_decay=3e-4, schedule="cosine",
                   warmup_epochs=0, cutout=16, drop_path=0.2, auxiliary=True, aux_weight=0.4, grad_clip=5.0,
                   label_smoothing=0.0, nesterov=False)
     assert {k: getattr(cifar, k) for k in expect} == expect
-    imnet = rt.retrain_config("imagenet", genotype="FLATNESS_CIFAR10")
+    imnet = rc.retrain_config("imagenet", genotype="FLATNESS_CIFAR10")
     expect = dict(style="imagenet", dataset="imagefolder", epochs=250, layers=14, batch_size=1024, lr=0.5,
                   weight_decay=3e-5, schedule="linear", warmup_epochs=5, label_smoothing=0.1, auxiliary=True,
                   aux_weight=0.4, grad_clip=5.0, cutout=0, drop_path=0.0,
                   channels=IMAGENET_CHANNELS["FLATNESS_CIFAR10"])
     assert {k: getattr(imnet, k) for k in expect} == expect
     assert imnet.genotype.startswith("Genotype(normal=")  # names resolve to the canonical string
-    assert rt.retrain_config("imagenet", genotype="FLATNESS_CIFAR10", channels=40).channels == 40
-    assert rt.retrain_config("imagenet", genotype=DARTS_G).channels == 48
-    quick = rt.retrain_config("quick")
+    assert rc.retrain_config("imagenet", genotype="FLATNESS_CIFAR10", channels=40).channels == 40
+    assert rc.retrain_config("imagenet", genotype=DARTS_G).channels == 48
+    quick = rc.retrain_config("quick")
     assert quick.dataset == "fashion-mnist" and (quick.channels, quick.layers, quick.epochs) == (8, 5, 4)
-    nb = rt.retrain_config("quick", space="nb201", genotype=NB201_G)
+    nb = rc.retrain_config("quick", space="nb201", genotype=NB201_G)
     assert (nb.channels, nb.cells_per_stage, nb.auxiliary, nb.drop_path) == (16, 1, False, 0.0)
-    nbc = rt.retrain_config("cifar", space="nb201", genotype=NB201_G)
+    nbc = rc.retrain_config("cifar", space="nb201", genotype=NB201_G)
     assert (nbc.epochs, nbc.cells_per_stage, nbc.batch_size, nbc.lr, nbc.nesterov) == (200, 5, 256, 0.1, True)
 
 
 def test_errors(tmp_path):
     with pytest.raises(GenasError, match="bad darts genotype"):
-        rt.retrain_config("quick", genotype="Genotype(normal=[('sep_conv_3x3', 9)])")
+        rc.retrain_config("quick", genotype="Genotype(normal=[('sep_conv_3x3', 9)])")
     with pytest.raises(GenasError, match="published name"):
-        rt.retrain_config("quick", genotype="NOT_A_NAME")
+        rc.retrain_config("quick", genotype="NOT_A_NAME")
     with pytest.raises(GenasError, match="bad nb201 genotype"):
-        rt.retrain_config("quick", space="nb201", genotype="|conv~0|+|x~0|y~1|")
+        rc.retrain_config("quick", space="nb201", genotype="|conv~0|+|x~0|y~1|")
     with pytest.raises(GenasError, match="auxiliary"):
-        rt.retrain_config("quick", space="nb201", genotype=NB201_G, auxiliary=True)
+        rc.retrain_config("quick", space="nb201", genotype=NB201_G, auxiliary=True)
     with pytest.raises(GenasError, match="unknown retrain preset"):
-        rt.retrain_config("huge")
+        rc.retrain_config("huge")
     with pytest.raises(GenasError, match="space darts"):
-        rt.retrain_config("imagenet", space="nb201")
+        rc.retrain_config("imagenet", space="nb201")
     with pytest.raises(GenasError, match="schedule"):
-        rt.retrain_config("quick", schedule="step")
+        rc.retrain_config("quick", schedule="step")
     with pytest.raises(GenasError, match="unknown retrain option"):
-        rt.retrain_config("quick", colour="red")
+        rc.retrain_config("quick", colour="red")
     with pytest.raises(GenasError, match="genotype"):
-        rt.retrain(rt.retrain_config("quick", dataset="synthetic"), tmp_path / "g", device="cpu")
+        rt.retrain(rc.retrain_config("quick", dataset="synthetic"), tmp_path / "g", device="cpu")
     with pytest.raises(GenasError, match="no config.json"):
         rt.retrain(None, tmp_path / "none", resume=True, device="cpu")
     (tmp_path / "busy").mkdir()
@@ -283,8 +286,9 @@ def test_torchrun_two_cpu_ranks(tmp_path):
         import json, os, sys
         import torch
         torch.set_num_threads(1)
+        from genas.train import recipes as rc
         from genas.train import retrain as rt
-        cfg = rt.retrain_config("quick", space="darts", genotype={DARTS_G!r}, dataset="synthetic", channels=4,
+        cfg = rc.retrain_config("quick", space="darts", genotype={DARTS_G!r}, dataset="synthetic", channels=4,
                                 layers=5, auxiliary=False, cutout=4, drop_path=0.2, epochs=2, batch_size=32,
                                 max_train_images=128, label_smoothing=0.1)
         res = rt.retrain(cfg, sys.argv[1], device="cpu", progress=False)

@@ -7,12 +7,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genas.checkpoint import state_digest
+from genas.workflows.scoring import scoring_context
+from genas.engine.checkpoint import state_digest
 from genas.data import load_data
 from genas.proxies import ProxyContext, ScoringConfig, ScoringContext, get_proxy, list_proxies
 from genas.proxies.zero_cost import WORST, _result, jacov_score, nwot_kernel, nwot_score
-from genas.spaces import get_space
-from genas.train.cost import count_macs, count_params
+from genas.spaces import NetworkSpec, get_space
+from genas.engine.cost import count_macs, count_params
 
 SPACE = get_space("nb201")
 KWARGS = dict(channels=4, cells_per_stage=1, num_classes=10, in_channels=1)
@@ -43,7 +44,7 @@ def data():
 
 
 def make_ctx(data, **cfg):
-    return ProxyContext(SPACE, data, ScoringConfig(**cfg), KWARGS)
+    return ProxyContext(SPACE, data, ScoringConfig(**cfg), NetworkSpec(**KWARGS))
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from genas.bench import sample_archs
-from genas.proxies.context import scoring_config
+from genas.groundtruth import sample_archs
+from genas.proxies import scoring_config
 from genas.spaces import get_space
 from genas.workflows import score_archs
 

@@ -21,6 +21,9 @@ import numpy as np
 from scipy import stats
 
 from ..errors import GenasError
+from ..io import read_jsonl, save_json
+from ..proxies.flatness import auto_alpha, flatness_terms
+from .correlation import correlate
 
 ALPHAS: tuple = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, "auto")
 DEPTHS = ("sigma1", "zero")
@@ -40,7 +43,6 @@ def sigma_lists(stds: Sequence[float]) -> list[tuple[float, ...]]:
 
 
 def _terms(row: dict, block: str, stds: tuple, depth_at: str) -> tuple[float, float]:
-    from ..proxies.flatness import flatness_terms
 
     b = row["blocks"][block]
     index = {round(s, 12): i for i, s in enumerate(b["stds"])}
@@ -51,8 +53,6 @@ def _terms(row: dict, block: str, stds: tuple, depth_at: str) -> tuple[float, fl
 def variant_scores(rows: Sequence[dict], block: str, stds: tuple, alpha, depth_at: str,
                    eps: float = 1e-5) -> tuple[np.ndarray, float]:
     """Flatness score per row for one variant, and the numeric alpha used ("auto": over these rows)."""
-    from ..proxies.flatness import auto_alpha
-
     terms = [_terms(r, block, stds, depth_at) for r in rows]
     a = auto_alpha(terms) if alpha == "auto" else float(alpha)
     scores = [1.0 / (s + a * d + eps) if math.isfinite(s) and math.isfinite(d) else 0.0 for s, d in terms]
@@ -119,25 +119,19 @@ def held_out_selection(scores: dict[str, np.ndarray], references: dict[str, np.n
     return out
 
 
-def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_columns: Sequence[str],
-              out_dir: str | Path, bootstrap: int = 1000, seed: int = 0, alphas: Sequence = ALPHAS,
-              plots: bool = True, splits: int = 200) -> dict:
-    """Score every variant, correlate with the ground truth, write calibration.{json,md} and plots."""
-    from ..checkpoint import save_json
-    from .correlation import correlate
-
-    if splits < 0:
-        raise GenasError(f"--splits must be >= 0, got {splits}")
-    truth = _truth_table(truth_rows, truth_columns)
+def _joined_rows(grid_rows: Sequence[dict], truth: dict[str, list[float]]) -> list[dict]:
+    """Grid rows of the first grid seed that have ground truth, sorted by genotype (GenasError if < 3)."""
     first_seed = min(r["seed"] for r in grid_rows)  # one row per genotype: other grid seeds are other studies
     by_genotype = {r["genotype"]: r for r in grid_rows if r["seed"] == first_seed}
     rows = [by_genotype[g] for g in sorted(by_genotype) if g in truth]
     if len(rows) < 3:
         raise GenasError(f"only {len(rows)} architectures are in both the noise grid and the ground truth (need >= 3)")
-    gt = np.array([truth[r["genotype"]] for r in rows])
-    blocks = {name: rows[0]["blocks"][name]["stds"] for name in rows[0]["blocks"]}
-    images = rows[0].get("images")
+    return rows
 
+
+def _score_variants(rows: Sequence[dict], blocks: dict, alphas: Sequence, gt: np.ndarray,
+                    truth_columns: Sequence[str]) -> list[tuple[dict, np.ndarray]]:
+    """(entry with τ and ρ per truth column, scores) for every block x sigma list x depth x alpha."""
     variants = []
     for block, stds in blocks.items():
         for triple in sigma_lists(stds):
@@ -152,31 +146,73 @@ def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_colum
                         entry[f"tau_{col}"] = _tau(scores[m], gt[m, j])
                         entry[f"rho_{col}"] = float(stats.spearmanr(scores[m], gt[m, j]).statistic)
                     variants.append((entry, scores))
-    main = truth_columns[0]
-    baselines = {"loss": -np.array([r["loss0"] for r in rows]), "accuracy": np.array([r["accuracy0"] for r in rows])}
+    return variants
 
-    # shortlist: paper preset, best variant per block (on the first truth column), alpha=auto best, baselines
-    def best(pred):
-        cands = [v for v in variants if pred(v[0])]
-        return max(cands, key=lambda v: v[0][f"tau_{main}"]) if cands else None
 
+def _best(variants: Sequence[tuple[dict, np.ndarray]], main: str, pred) -> tuple[dict, np.ndarray] | None:
+    """The variant with the highest τ on ``main`` among those whose entry satisfies ``pred`` (None if none)."""
+    cands = [v for v in variants if pred(v[0])]
+    return max(cands, key=lambda v: v[0][f"tau_{main}"]) if cands else None
+
+
+def _shortlist(variants: Sequence[tuple[dict, np.ndarray]], blocks: dict, main: str) -> dict:
+    """Paper preset, and the best variant per block with fixed and with "auto" alpha (chosen on ``main``)."""
     shortlist = {}
-    paper = best(lambda e: (e["block"], tuple(e["stds"]), e["alpha"], e["depth_at"]) == PAPER)
+    paper = _best(variants, main, lambda e: (e["block"], tuple(e["stds"]), e["alpha"], e["depth_at"]) == PAPER)
     if paper:
         shortlist["paper"] = paper
     for block in blocks:
         for alpha_kind in ("fixed", "auto"):
-            v = best(lambda e, b=block, k=alpha_kind: e["block"] == b and ((e["alpha"] == "auto") == (k == "auto")))
+            v = _best(variants, main,
+                      lambda e, b=block, k=alpha_kind: e["block"] == b and ((e["alpha"] == "auto") == (k == "auto")))
             if v:
                 shortlist[f"best {block} ({'alpha auto' if alpha_kind == 'auto' else 'alpha fixed'})"] = v
-    short_names = list(shortlist)
+    return shortlist
+
+
+def _correlation_tables(rows: Sequence[dict], shortlist: dict, baselines: dict, gt: np.ndarray,
+                        truth_columns: Sequence[str]) -> tuple[list[dict], list[dict]]:
+    """Ground-truth rows and proxy rows (shortlist + supernet baselines) for ``correlate``."""
     proxy_rows = []
     for i, r in enumerate(rows):
-        row = {"genotype": r["genotype"], **{n: float(shortlist[n][1][i]) for n in short_names},
+        row = {"genotype": r["genotype"], **{n: float(shortlist[n][1][i]) for n in shortlist},
                **{f"supernet {k}": float(v[i]) for k, v in baselines.items()}}
         proxy_rows.append(row)
     gt_rows = [{"genotype": r["genotype"], **{c: float(gt[i, j]) for j, c in enumerate(truth_columns)}}
                for i, r in enumerate(rows)]
+    return gt_rows, proxy_rows
+
+
+def _held_out_all(variants: Sequence[tuple[dict, np.ndarray]], baselines: dict, shortlist: dict, gt: np.ndarray,
+                  truth_columns: Sequence[str], splits: int, seed: int) -> dict:
+    """``held_out_selection`` per truth column, against the supernet baselines and the paper preset."""
+    if not splits:
+        return {}
+    return {col: held_out_selection({e["label"]: sc for e, sc in variants},
+                                    {"supernet loss": baselines["loss"], "supernet accuracy": baselines["accuracy"],
+                                     **({"paper": shortlist["paper"][1]} if "paper" in shortlist else {})},
+                                    gt[:, j], splits, seed)
+            for j, col in enumerate(truth_columns)}
+
+
+def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_columns: Sequence[str],
+              out_dir: str | Path, bootstrap: int = 1000, seed: int = 0, alphas: Sequence = ALPHAS,
+              plots: bool = True, splits: int = 200) -> dict:
+    """Score every variant, correlate with the ground truth, write calibration.{json,md} and plots."""
+    if splits < 0:
+        raise GenasError(f"--splits must be >= 0, got {splits}")
+    truth = _truth_table(truth_rows, truth_columns)
+    rows = _joined_rows(grid_rows, truth)
+    gt = np.array([truth[r["genotype"]] for r in rows])
+    blocks = {name: rows[0]["blocks"][name]["stds"] for name in rows[0]["blocks"]}
+    images = rows[0].get("images")
+
+    variants = _score_variants(rows, blocks, alphas, gt, truth_columns)
+    baselines = {"loss": -np.array([r["loss0"] for r in rows]), "accuracy": np.array([r["accuracy0"] for r in rows])}
+    # shortlist: paper preset, best variant per block (on the first truth column), alpha=auto best, baselines
+    shortlist = _shortlist(variants, blocks, truth_columns[0])
+    short_names = list(shortlist)
+    gt_rows, proxy_rows = _correlation_tables(rows, shortlist, baselines, gt, truth_columns)
     out_dir = Path(out_dir)
     corr = correlate(gt_rows, proxy_rows, list(truth_columns), short_names + [f"supernet {k}" for k in baselines],
                      out_dir=out_dir / "shortlist", bootstrap=bootstrap, seed=seed, plots=plots,
@@ -193,12 +229,7 @@ def calibrate(grid_rows: Sequence[dict], truth_rows: Sequence[dict], truth_colum
                                      for c in truth_columns} for k in baselines},
         shortlist_ci={n: {c: corr["results"][c][n]["kendall_tau"] for c in truth_columns} for n in short_names},
         paired_vs_loss=paired["loss"], paired_vs_accuracy=paired["accuracy"],
-        held_out_selection={
-            col: held_out_selection({e["label"]: sc for e, sc in variants},
-                                    {"supernet loss": baselines["loss"], "supernet accuracy": baselines["accuracy"],
-                                     **({"paper": shortlist["paper"][1]} if "paper" in shortlist else {})},
-                                    gt[:, j], splits, seed)
-            for j, col in enumerate(truth_columns)} if splits else {},
+        held_out_selection=_held_out_all(variants, baselines, shortlist, gt, truth_columns, splits, seed),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(result, out_dir / "calibration.json")
@@ -321,7 +352,6 @@ def _plot_tau_vs_alpha(result: dict, path: Path) -> None:
 
 
 def load_grid(path: str | Path) -> list[dict]:
-    from ..checkpoint import read_jsonl
 
     path = Path(path)
     if not path.is_file():

@@ -30,6 +30,7 @@ import math
 import re
 import textwrap
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -37,6 +38,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import GenasError
+from ..io import read_jsonl, save_json
 
 CONFIDENCE = 0.95
 CONVENTIONS = {
@@ -114,8 +116,6 @@ def load_table(path: str | Path, key: str | None = None, columns: Sequence[str] 
             bad = next(i for i, r in enumerate(raw) if None in r)
             raise GenasError(f"{path}: data row {bad + 1} has more fields than the header")
     elif suffix == ".jsonl":
-        from ..checkpoint import read_jsonl  # lazily: genas.checkpoint imports torch
-
         raw = read_jsonl(path)
         lines = [ln for ln in path.read_text().splitlines()]
         nonblank = sum(1 for ln in lines if ln.strip())
@@ -332,25 +332,9 @@ def _metric(est: float, ci: list[float] | None = None, n_valid: int | None = Non
     return out
 
 
-def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
-              gt_columns: Sequence[str] | None = None, proxy_columns: Sequence[str] | None = None, *,
-              key: str = "genotype", proxy_key: str | None = None, out_dir: str | Path | None = None,
-              bootstrap: int = 1000, seed: int = 0, negate: Sequence[str] = (), split: str = "",
-              top_fraction: float = 0.1, seed_column: str = "seed", pairwise_ci: bool = True,
-              confidence: float = CONFIDENCE, sources: dict | None = None, plots: bool = True) -> dict:
-    """Rank correlations of every proxy column with every ground-truth column, and τ between all columns.
-
-    ``gt_rows`` / ``proxy_rows``: lists of dicts (e.g. from ``load_table``), joined on ``key`` (``proxy_key``
-    if the proxy rows name it differently). ``gt_columns`` / ``proxy_columns``: None means every numeric
-    column except the keys and ``seed_column``. ``negate``: columns (of either side) where lower is better.
-    ``bootstrap``: number of resamples B (0 = point estimates only); ``seed`` seeds its numpy Generator.
-    ``split``: free-text label of the ground truth's split. ``pairwise_ci``: bootstrap the pairwise τ too.
-    ``sources``: free-form description of the inputs (e.g. file paths), stored verbatim.
-    With ``out_dir``: writes correlation.json, correlation.md, scatter_<gt>.png and pairwise_tau.png there.
-    Returns the JSON-safe result dict (null instead of NaN). Raises GenasError on bad input.
-    """
-    proxy_key = proxy_key or key
-    negate = [negate] if isinstance(negate, str) else list(negate or ())
+def _validate_options(gt_rows: Sequence[dict], proxy_rows: Sequence[dict], top_fraction: float, bootstrap: int,
+                      confidence: float) -> None:
+    """Reject empty inputs and out-of-range options (GenasError)."""
     if not gt_rows:
         raise GenasError("no ground-truth rows")
     if not proxy_rows:
@@ -361,6 +345,12 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
         raise GenasError(f"bootstrap must be >= 0, got {bootstrap}")
     if not 0 < confidence < 1:
         raise GenasError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _resolve_columns(gt_rows: Sequence[dict], proxy_rows: Sequence[dict], gt_columns: Sequence[str] | None,
+                     proxy_columns: Sequence[str] | None, key: str, proxy_key: str, seed_column: str,
+                     negate: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Check the keys and pick / check the ground-truth, proxy and negated columns (GenasError if bad)."""
     gt_avail, px_avail = _available(gt_rows), _available(proxy_rows)
     if key not in gt_avail:
         raise GenasError(f"ground-truth rows have no key column {key!r}; available: {', '.join(gt_avail)}")
@@ -381,8 +371,26 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
     if bad_neg:
         raise GenasError(f"cannot negate unknown column(s) {', '.join(map(repr, bad_neg))}; "
                          f"columns: {', '.join(dict.fromkeys([*proxy_columns, *gt_columns]))}")
-    negate = list(dict.fromkeys(negate))
+    return gt_columns, proxy_columns, list(dict.fromkeys(negate))
 
+
+@dataclass
+class _Joined:
+    """Both tables aggregated per key and inner-joined; ``cols`` holds the proxies, then the ground truth."""
+
+    gt_table: dict
+    gt_multi: int
+    px_table: dict
+    px_multi: int
+    joined: list[str]
+    sign_gt: np.ndarray
+    sign_px: np.ndarray
+    cols: np.ndarray
+
+
+def _join(gt_rows: Sequence[dict], proxy_rows: Sequence[dict], key: str, proxy_key: str, gt_columns: list[str],
+          proxy_columns: list[str], negate: list[str]) -> _Joined:
+    """Aggregate each side per key, inner-join them and orient every column higher-is-better."""
     gt_table, gt_multi = _aggregate(gt_rows, key, gt_columns, "ground-truth")
     px_table, px_multi = _aggregate(proxy_rows, proxy_key, proxy_columns, "proxy")
     joined = [k for k in gt_table if k in px_table]
@@ -390,28 +398,22 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
     sign_px = np.array([-1.0 if c in negate else 1.0 for c in proxy_columns])
     G = np.array([gt_table[k] for k in joined], float).reshape(len(joined), len(gt_columns)) * sign_gt
     P = np.array([px_table[k] for k in joined], float).reshape(len(joined), len(proxy_columns)) * sign_px
-    n_joined = len(joined)
-
-    # columns of the pairwise τ matrix: proxies first, then ground truth; labels disambiguate a shared name
-    gt_labels = [f"{c} (GT)" for c in gt_columns]
-    labels = [*proxy_columns, *gt_labels]
+    # columns of the pairwise τ matrix: proxies first, then ground truth
     cols = np.concatenate([P, G], axis=1)
-    roles = ["proxy"] * len(proxy_columns) + ["ground_truth"] * len(gt_columns)
+    return _Joined(gt_table, gt_multi, px_table, px_multi, joined, sign_gt, sign_px, cols)
 
-    notes: list[str] = []
-    if n_joined < 3:
-        notes.append(f"only {n_joined} architecture(s) are in both tables (need >= 3): every statistic is null")
 
-    def finite_pair(i: int, j: int) -> np.ndarray:
-        return np.isfinite(cols[:, i]) & np.isfinite(cols[:, j])
+def _finite_pair(cols: np.ndarray, i: int, j: int) -> np.ndarray:
+    """Rows where both column i and column j are finite."""
+    return np.isfinite(cols[:, i]) & np.isfinite(cols[:, j])
 
-    # --- point estimates
-    main_order = [(p, len(proxy_columns) + g) for g in range(len(gt_columns)) for p in range(len(proxy_columns))]
-    main_pairs = set(main_order)
-    all_pairs = [(i, j) for i in range(len(labels)) for j in range(i + 1, len(labels))]
+
+def _point_estimates(cols: np.ndarray, labels: Sequence[str], main_pairs: set, all_pairs: list,
+                     top_fraction: float) -> dict[tuple[int, int], dict]:
+    """Full-sample n, τ (every pair), ρ and precision@k (proxy-vs-ground-truth pairs) and degenerate notes."""
     point: dict[tuple[int, int], dict] = {}
     for i, j in main_pairs | set(all_pairs):
-        m = finite_pair(i, j)
+        m = _finite_pair(cols, i, j)
         x, y = cols[m, i], cols[m, j]
         entry = {"n": int(m.sum()), "tau": _tau(x, y)}
         if (i, j) in main_pairs:
@@ -420,13 +422,17 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
         note = _degenerate_note(x, y, labels[i], labels[j])
         entry["note"] = note
         point[(i, j)] = entry
+    return point
 
-    # --- bootstrap: one resample of the joined architectures per round, shared by every pair
-    boot_pairs = main_pairs | (set(all_pairs) if pairwise_ci else set())
+
+def _bootstrap(cols: np.ndarray, point: dict, boot_pairs: set, main_pairs: set, bootstrap: int, seed: int,
+               top_fraction: float) -> dict[tuple[int, int], dict[str, list[float]]]:
+    """Resampled statistics per pair: one resample of the joined architectures per round, shared by every pair."""
+    n_joined = len(cols)
     boot: dict[tuple[int, int], dict[str, list[float]]] = {p: {"tau": [], "rho": [], "pk": []} for p in boot_pairs}
     if bootstrap and n_joined >= 3:
         rng = np.random.default_rng(seed)
-        masks = {p: finite_pair(*p) for p in boot_pairs}
+        masks = {p: _finite_pair(cols, *p) for p in boot_pairs}
         active = [p for p in boot_pairs if point[p]["n"] >= 3]
         for _ in range(bootstrap):
             idx = rng.integers(0, n_joined, n_joined)
@@ -440,53 +446,120 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
                     if not math.isnan(point[p]["rho"]):
                         boot[p]["rho"].append(_rho(x, y))
                     boot[p]["pk"].append(_pk(x, y, top_fraction))
+    return boot
 
-    def metric(p: tuple[int, int], name: str) -> dict:
-        pk = point[p].get("pk") if name == "pk" else None
-        est = (pk["estimate"] if pk else math.nan) if name == "pk" else point[p][name]
-        ci, used = _ci(boot[p][name], confidence) if p in boot and bootstrap else (None, 0)
-        out = _metric(est, ci, used, bootstrap)
+
+@dataclass
+class _Estimates:
+    """Point estimates and bootstrap draws per pair, turned into result metrics by ``metric``."""
+
+    point: dict
+    boot: dict
+    bootstrap: int
+    confidence: float
+
+    def metric(self, p: tuple[int, int], name: str) -> dict:
+        """Estimate (+ CI, + k and tie range for precision@k) of statistic ``name`` for pair ``p``."""
+        pk = self.point[p].get("pk") if name == "pk" else None
+        est = (pk["estimate"] if pk else math.nan) if name == "pk" else self.point[p][name]
+        ci, used = _ci(self.boot[p][name], self.confidence) if p in self.boot and self.bootstrap else (None, 0)
+        out = _metric(est, ci, used, self.bootstrap)
         if pk:
             out["k"] = pk["k"]
             out["tie_range"] = pk["tie_range"]
         return out
 
+
+def _main_results(est: _Estimates, gt_columns: list[str], proxy_columns: list[str], notes: list[str]) -> dict:
+    """results[gt][proxy] = n, τ, ρ, precision@k and note; appends each pair's note to ``notes``."""
     results: dict[str, dict] = {}
     for g, gname in enumerate(gt_columns):
         results[gname] = {}
         for p, pname in enumerate(proxy_columns):
             pair = (p, len(proxy_columns) + g)
-            e = point[pair]
+            e = est.point[pair]
             results[gname][pname] = {
                 "n": e["n"],
-                "kendall_tau": metric(pair, "tau"),
-                "spearman_rho": metric(pair, "rho"),
-                "precision_at_k": metric(pair, "pk"),
+                "kendall_tau": est.metric(pair, "tau"),
+                "spearman_rho": est.metric(pair, "rho"),
+                "precision_at_k": est.metric(pair, "pk"),
                 "note": e["note"],
             }
             if e["note"]:
                 notes.append(e["note"])
+    return results
 
+
+def _pairwise(est: _Estimates, all_pairs: list, main_pairs: set, labels: list[str], roles: list[str],
+              gt_columns: list[str], n_proxy: int, pairwise_ci: bool, notes: list[str]) -> list[dict]:
+    """τ between every pair of columns (with CI if ``pairwise_ci``); appends new notes to ``notes``."""
     pairwise = []
     for i, j in all_pairs:
-        e = point[(i, j)]
-        entry = {"a": labels[i] if roles[i] == "proxy" else gt_columns[i - len(proxy_columns)], "a_role": roles[i],
-                 "b": labels[j] if roles[j] == "proxy" else gt_columns[j - len(proxy_columns)], "b_role": roles[j],
-                 "n": e["n"], "kendall_tau": metric((i, j), "tau") if pairwise_ci else _metric(e["tau"]),
+        e = est.point[(i, j)]
+        entry = {"a": labels[i] if roles[i] == "proxy" else gt_columns[i - n_proxy], "a_role": roles[i],
+                 "b": labels[j] if roles[j] == "proxy" else gt_columns[j - n_proxy], "b_role": roles[j],
+                 "n": e["n"], "kendall_tau": est.metric((i, j), "tau") if pairwise_ci else _metric(e["tau"]),
                  "note": e["note"]}
         pairwise.append(entry)
         if e["note"] and (i, j) not in main_pairs and e["note"] not in notes:
             notes.append(e["note"])
-    tau_matrix = np.eye(len(labels))
+    return pairwise
+
+
+def _tau_matrix(point: dict, all_pairs: list, cols: np.ndarray, n_labels: int) -> np.ndarray:
+    """Symmetric matrix of the pairwise τ point estimates; the diagonal is 1, or NaN for a degenerate column."""
+    tau_matrix = np.eye(n_labels)
     for (i, j) in all_pairs:
         tau_matrix[i, j] = tau_matrix[j, i] = point[(i, j)]["tau"]
-    for i in range(len(labels)):  # τ of a column with itself: 1 unless it is constant / too short
+    for i in range(n_labels):  # τ of a column with itself: 1 unless it is constant / too short
         v = cols[np.isfinite(cols[:, i]), i]
         if len(v) < 3 or _is_constant(v):
             tau_matrix[i, i] = math.nan
+    return tau_matrix
 
-    per_seed = _per_seed(gt_table, proxy_rows, proxy_key, proxy_columns, gt_columns, joined, sign_gt, sign_px,
-                         seed_column, top_fraction)
+
+def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
+              gt_columns: Sequence[str] | None = None, proxy_columns: Sequence[str] | None = None, *,
+              key: str = "genotype", proxy_key: str | None = None, out_dir: str | Path | None = None,
+              bootstrap: int = 1000, seed: int = 0, negate: Sequence[str] = (), split: str = "",
+              top_fraction: float = 0.1, seed_column: str = "seed", pairwise_ci: bool = True,
+              confidence: float = CONFIDENCE, sources: dict | None = None, plots: bool = True) -> dict:
+    """Rank correlations of every proxy column with every ground-truth column, and τ between all columns.
+
+    ``gt_rows`` / ``proxy_rows``: lists of dicts (e.g. from ``load_table``), joined on ``key`` (``proxy_key``
+    if the proxy rows name it differently). ``gt_columns`` / ``proxy_columns``: None means every numeric
+    column except the keys and ``seed_column``. ``negate``: columns (of either side) where lower is better.
+    ``bootstrap``: number of resamples B (0 = point estimates only); ``seed`` seeds its numpy Generator.
+    ``split``: free-text label of the ground truth's split. ``pairwise_ci``: bootstrap the pairwise τ too.
+    ``sources``: free-form description of the inputs (e.g. file paths), stored verbatim.
+    With ``out_dir``: writes correlation.json, correlation.md, scatter_<gt>.png and pairwise_tau.png there.
+    Returns the JSON-safe result dict (null instead of NaN). Raises GenasError on bad input.
+    """
+    proxy_key = proxy_key or key
+    negate = [negate] if isinstance(negate, str) else list(negate or ())
+    _validate_options(gt_rows, proxy_rows, top_fraction, bootstrap, confidence)
+    gt_columns, proxy_columns, negate = _resolve_columns(gt_rows, proxy_rows, gt_columns, proxy_columns, key,
+                                                         proxy_key, seed_column, negate)
+    jn = _join(gt_rows, proxy_rows, key, proxy_key, gt_columns, proxy_columns, negate)
+    cols, n_joined, n_proxy = jn.cols, len(jn.joined), len(proxy_columns)
+    # labels disambiguate a name shared by a proxy and a ground-truth column
+    labels = [*proxy_columns, *(f"{c} (GT)" for c in gt_columns)]
+    roles = ["proxy"] * n_proxy + ["ground_truth"] * len(gt_columns)
+
+    notes: list[str] = []
+    if n_joined < 3:
+        notes.append(f"only {n_joined} architecture(s) are in both tables (need >= 3): every statistic is null")
+    main_pairs = {(p, n_proxy + g) for g in range(len(gt_columns)) for p in range(n_proxy)}
+    all_pairs = [(i, j) for i in range(len(labels)) for j in range(i + 1, len(labels))]
+    point = _point_estimates(cols, labels, main_pairs, all_pairs, top_fraction)
+    boot_pairs = main_pairs | (set(all_pairs) if pairwise_ci else set())
+    boot = _bootstrap(cols, point, boot_pairs, main_pairs, bootstrap, seed, top_fraction)
+    est = _Estimates(point, boot, bootstrap, confidence)
+    results = _main_results(est, gt_columns, proxy_columns, notes)
+    pairwise = _pairwise(est, all_pairs, main_pairs, labels, roles, gt_columns, n_proxy, pairwise_ci, notes)
+    tau_matrix = _tau_matrix(point, all_pairs, cols, len(labels))
+    per_seed = _per_seed(jn.gt_table, proxy_rows, proxy_key, proxy_columns, gt_columns, jn.joined, jn.sign_gt,
+                         jn.sign_px, seed_column, top_fraction)
 
     result = {
         "conventions": {**CONVENTIONS, "split": split or "(not stated)", "top_fraction": top_fraction,
@@ -494,11 +567,12 @@ def correlate(gt_rows: Sequence[dict], proxy_rows: Sequence[dict],
         "inputs": {
             "key": key, "proxy_key": proxy_key, "split": split,
             "ground_truth_columns": gt_columns, "proxy_columns": proxy_columns, "negate": negate,
-            "ground_truth_rows": len(gt_rows), "ground_truth_keys": len(gt_table),
-            "ground_truth_keys_with_several_rows": gt_multi,
-            "proxy_rows": len(proxy_rows), "proxy_keys": len(px_table), "proxy_keys_with_several_rows": px_multi,
-            "joined": n_joined, "ground_truth_only": len(gt_table) - n_joined,
-            "proxy_only": len(px_table) - n_joined,
+            "ground_truth_rows": len(gt_rows), "ground_truth_keys": len(jn.gt_table),
+            "ground_truth_keys_with_several_rows": jn.gt_multi,
+            "proxy_rows": len(proxy_rows), "proxy_keys": len(jn.px_table),
+            "proxy_keys_with_several_rows": jn.px_multi,
+            "joined": n_joined, "ground_truth_only": len(jn.gt_table) - n_joined,
+            "proxy_only": len(jn.px_table) - n_joined,
             "seeds": per_seed["seeds"] if per_seed else None,
             "bootstrap": {"resamples": bootstrap, "seed": seed, "method": "percentile", "confidence": confidence,
                           "pairwise": bool(pairwise_ci and bootstrap)},
@@ -579,8 +653,6 @@ def _slug(name: str) -> str:
 
 def write_outputs(result: dict, cols: np.ndarray, out_dir: Path, plots: bool = True) -> dict:
     """Write correlation.json / correlation.md (+ PNGs) for a ``correlate`` result; returns the file names."""
-    from ..checkpoint import save_json  # lazily: genas.checkpoint imports torch
-
     out_dir.mkdir(parents=True, exist_ok=True)
     inp = result["inputs"]
     gt_columns, proxy_columns = inp["ground_truth_columns"], inp["proxy_columns"]

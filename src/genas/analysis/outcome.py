@@ -9,6 +9,7 @@ missing from the tables are listed in ``missing.txt``, ready for ``genas bench -
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -16,12 +17,12 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import GenasError
+from ..io import save_json
 
 COLUMNS = ("test_accuracy", "shifted_accuracy")
 
 
 def _load_search(path: Path) -> dict:
-    import json
 
     result = path / "result.json"
     if not result.is_file():
@@ -67,8 +68,6 @@ def _truth(rows: Sequence[dict]) -> dict[str, dict]:
 
 def search_outcome(search_dirs: Sequence[str | Path], truth_rows: Sequence[dict], out_dir: str | Path) -> dict:
     """Per-search winners with their ground truth, and a per-metric summary; writes outcome.{json,md}."""
-    from ..checkpoint import save_json
-
     if not search_dirs:
         raise GenasError("no search folders given")
     truth = _truth(truth_rows)

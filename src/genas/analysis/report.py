@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..checkpoint import read_jsonl
-from ..config import load_json
+from ..io import read_jsonl
+from ..io import load_json
 from ..search import LOG, RESULT
 from ..spaces import get_space
 from .plots import draw_nb201_cell, plot_best_per_generation, plot_loss_vs_sigma
@@ -41,7 +41,7 @@ def write_search_report(out_dir: str | Path, retrain: dict | None = None, top: i
         figs.append(("Validation loss vs noise std, top candidates", plot_loss_vs_sigma(curves, out_dir / "loss_vs_sigma.png")))
     from .cells import draw_cell, graphviz_available
 
-    if graphviz_available():
+    if graphviz_available() and space.name in ("nb201", "darts"):  # a user's own space has no cell diagram
         png, _svg = draw_cell(space, best["genotype"], out_dir / "best_cell")
         figs.append(("Winning cell", png))
     elif space.name == "nb201":  # no graphviz `dot`: matplotlib drawing

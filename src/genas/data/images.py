@@ -2,15 +2,17 @@
 
 Two kinds share one ``batches(...)`` interface:
 
-* :class:`TensorImageSet` keeps small datasets (Fashion-MNIST, CIFAR, synthetic) in memory as
-  uint8 tensors and augments whole batches at once (random crop with zero padding + horizontal
-  flip, the standard CIFAR/F-MNIST recipe), which is far faster on CPU than per-image PIL
-  transforms.
+* :class:`TensorImageSet` keeps small datasets (Fashion-MNIST, CIFAR, synthetic, a user's own
+  arrays) in memory as uint8 (or 0-1 float) tensors and augments whole batches at once (random
+  crop with zero padding + horizontal flip, the standard CIFAR/F-MNIST recipe), which is far
+  faster on CPU than per-image PIL transforms.
 * :class:`FolderImageSet` streams an ImageFolder through torchvision transforms and a DataLoader.
 
 The order and augmentation of a call depend only on its ``seed``, so a resumed run sees the same
 batches as an uninterrupted one. ``shard=(rank, world)`` splits the shuffled order across
-distributed ranks, with the same number of batches on every rank.
+distributed ranks, with the same number of batches on every rank. ``update_digest(h)`` feeds a
+set's content (images and labels, or an image folder's file list and labels) into a hash: the
+data fingerprint a run records.
 """
 from __future__ import annotations
 
@@ -41,9 +43,18 @@ def _chunks(n: int, batch_size: int, drop_last: bool) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, stop))
 
 
+def _digest_array(h, tag: str, a: np.ndarray) -> None:
+    """Dtype, shape and the raw bytes of ``a`` (little-endian, C order) into the hash ``h``."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    h.update(f"{tag}:{a.dtype.str}:{a.shape};".encode())
+    h.update(memoryview(a).cast("B"))
+
+
 @dataclass
 class TensorImageSet:
-    x: torch.Tensor  # uint8, N x C x H x W
+    x: torch.Tensor  # N x C x H x W: uint8 (0-255), or float on the 0-1 scale
     y: torch.Tensor  # int64, N
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -56,6 +67,11 @@ class TensorImageSet:
     @property
     def labels(self) -> torch.Tensor:
         return self.y
+
+    def update_digest(self, h) -> None:
+        """Feed the images and labels into the hash ``h`` (about 0.05 s for Fashion-MNIST's 60k)."""
+        _digest_array(h, "images", self.x.detach().cpu().numpy())
+        _digest_array(h, "labels", self.y.detach().cpu().numpy().astype("<i8"))
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -84,7 +100,8 @@ class TensorImageSet:
             x = self.x[idx]
             if train:
                 x = self._augment(x, gen)
-            yield (x.float().div_(255) - mean) / std, self.y[idx]
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+            yield (x - mean) / std, self.y[idx]
 
 
 @dataclass
@@ -112,6 +129,15 @@ class FolderImageSet:
     @property
     def classes(self) -> list[str]:
         return self.dataset.classes
+
+    def update_digest(self, h) -> None:
+        """Feed the class names, relative file paths and labels into ``h`` (file contents are not read)."""
+        from pathlib import Path
+
+        root = Path(self.root)
+        h.update(("classes:" + "\x00".join(self.dataset.classes) + ";").encode())
+        for path, label in self.dataset.samples:
+            h.update(f"{Path(path).relative_to(root).as_posix()}\x00{label};".encode())
 
     def _transform(self, train: bool):
         from torchvision.transforms import v2

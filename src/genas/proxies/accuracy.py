@@ -5,13 +5,13 @@ from __future__ import annotations
 from .registry import ProxyResult, register
 
 
-@register("accuracy")
+@register("accuracy", needs=("supernet",))
 def accuracy_proxy(ctx, genotype) -> ProxyResult:
     m = ctx.evaluation(genotype)
     return ProxyResult(m["accuracy"], dict(accuracy=m["accuracy"], loss=m["loss"]))
 
 
-@register("loss")
+@register("loss", needs=("supernet",))
 def loss_proxy(ctx, genotype) -> ProxyResult:
     m = ctx.evaluation(genotype)
     return ProxyResult(-m["loss"], dict(accuracy=m["accuracy"], loss=m["loss"]))

@@ -30,13 +30,13 @@ def _combine(ctx, genotype, base_name: str, base_value: float, base_raw: dict) -
     return ProxyResult(total, raw)
 
 
-@register("angle+flatness")
+@register("angle+flatness", needs=("supernet", "init_weights", "path_vector"))
 def angle_flatness(ctx, genotype) -> ProxyResult:
     a = get_proxy("angle")(ctx, genotype)
     return _combine(ctx, genotype, "angle_over_pi", a.value / math.pi, a.raw)
 
 
-@register("accuracy+flatness")
+@register("accuracy+flatness", needs=("supernet",))
 def accuracy_flatness(ctx, genotype) -> ProxyResult:
     a = get_proxy("accuracy")(ctx, genotype)
     return _combine(ctx, genotype, "accuracy", a.value, a.raw)

@@ -131,7 +131,7 @@ def resolve_alpha(ctx) -> float:
     return ctx._auto_alpha[1]
 
 
-@register("flatness")
+@register("flatness", needs=("supernet",))
 def flatness_proxy(ctx, genotype) -> ProxyResult:
     """FBS on inherited, BN-recalibrated weights; raw: loss per std (higher F = flatter and deeper)."""
     cfg = ctx.cfg

@@ -1,6 +1,6 @@
 """A plain re-implementation of the official GeNAS flatness scoring (``get_cand_wlm``), as a baseline.
 
-It follows the official algorithm step by step (GENAS_SPEC.md section 1.2), cost included, so the
+It follows the official algorithm (``evolution_search/cand_evaluator.py`` of the GeNAS code) step by step, cost included, so the
 benchmark compares our scorer with what the official code would spend on the same machine:
 
 1. reset every BN of the *supernet* and recalibrate it in train mode along the candidate's path
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .bn import recalibrate_bn
+from ..engine.bn import recalibrate_bn
 from .flatness import OFFICIAL_EPS, flatness_score
 from .perturb import noise_like
 

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..train.cost import count_macs, count_params
+from ..engine.cost import count_macs, count_params
 from .registry import ProxyResult, register
 
 WORST = -1e9  # finite score of a degenerate candidate: below any real proxy value
@@ -100,8 +100,7 @@ def _degenerate(name: str, reason: str, **raw) -> ProxyResult:
 
 
 def _disconnected(ctx, genotype) -> bool:
-    is_connected = getattr(ctx.space, "is_connected", None)
-    return is_connected is not None and not is_connected(genotype)
+    return not ctx.space.is_connected(genotype)
 
 
 def _result(name: str, value: float, **raw) -> ProxyResult:

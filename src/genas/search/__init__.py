@@ -3,8 +3,7 @@
 Strategies see only the space and an ``evaluate(genotypes) -> list`` callable, so the same code runs
 against a tabular benchmark, a trained supernet or a zero-cost proxy. Nothing here imports torch.
 """
-from .driver import (LOG, RESULT, STATE, STRATEGIES, make_config, make_strategy, read_search_config,
-                     run_search, search_result)
+from .driver import LOG, RESULT, STATE, STRATEGIES, make_config, make_strategy, read_search_config, run_search, search_result
 from .evolution import Evolution, EvolutionConfig
 from .oracle import TabularOracle
 from .random_search import RandomSearch, RandomSearchConfig

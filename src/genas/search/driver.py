@@ -26,8 +26,10 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from ..config import load_json, to_dict
 from ..errors import GenasError
+from ..io import append_jsonl, load_json, save_json, write_jsonl
+from ..options import to_dict
+from ..run_folder import RunFolder
 from ..spaces.base import Genotype, SearchSpace
 from .evolution import Evolution, EvolutionConfig
 from .random_search import RandomSearch, RandomSearchConfig
@@ -234,25 +236,26 @@ def run_search(space: SearchSpace, evaluate: Evaluate, strategy: str, cfg: Searc
     (a run killed before its first checkpoint has nothing to lose). ``shards``: this process's rank
     when several processes share the scoring (see :class:`Shards`); every rank returns the result.
     """
-    # checkpoint.py imports torch at module level; importing it here keeps `import genas.search` torch-free
-    from ..checkpoint import append_jsonl, read_jsonl, save_json, write_jsonl
-
     out_dir = Path(out_dir)
     shards = shards or Shards()
+    folder = RunFolder(out_dir, f"{strategy} search", STATE)
+    with folder.locked(shards.is_main):
+        return _run_search(space, evaluate, strategy, cfg, folder, resume, progress, extra_result, shards)
+
+
+def _run_search(space: SearchSpace, evaluate: Evaluate, strategy: str, cfg: SearchConfig, folder: RunFolder,
+                resume: bool, progress: bool | None, extra_result: dict | None, shards: Shards) -> dict:
+    out_dir = folder.path
     strat = make_strategy(strategy, space, cfg)
     header = {"version": STATE_VERSION, "strategy": strategy, "space": space.name, "config": to_dict(cfg)}
-    resuming = (out_dir / STATE).exists()
+    resuming = folder.open(resume, missing_ok=True)
     if resuming:
-        if not resume:
-            raise GenasError(f"{out_dir} already holds a search ({STATE}); pass --resume to continue it "
-                             f"or choose another folder")
         saved = _load_state(out_dir)
         _check_same_run(saved, header, out_dir)
         strat.load_state_dict(saved["search"])
     shards.barrier()  # every rank has read the folder before rank 0 changes it
-    if shards.is_main and resuming:
-        write_jsonl([r for r in read_jsonl(out_dir / LOG) if r.get("generation", -1) < strat.generation],
-                    out_dir / LOG)
+    if shards.is_main and resuming:  # drop log lines of the generation the state does not contain
+        folder.trim_log(LOG, lambda r: r.get("generation", -1) < strat.generation)
     elif shards.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl([], out_dir / LOG)

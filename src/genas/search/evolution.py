@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import GenasError
+from ..options import option
 from ..spaces.base import Genotype
 from .strategy import SearchConfig, SearchStrategy
 
@@ -21,20 +22,15 @@ TRIES_PER_CHILD = 10
 class EvolutionConfig(SearchConfig):
     """GeNAS defaults: population 50, top-10 parents, 25 mutants + 25 crossovers, 20 generations."""
 
-    mutations: int = 25
-    crossovers: int = 25
-    mutation_prob: float = 0.1
+    mutations: int = option(25, "mutated children per generation", min=0)
+    crossovers: int = option(25, "crossover children per generation", min=0)
+    mutation_prob: float = option(0.1, "per-gene mutation probability", min=0, max=1)
 
     def validate(self):
         super().validate()
-        for name in ("mutations", "crossovers"):
-            if getattr(self, name) < 0:
-                raise GenasError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.mutations + self.crossovers > self.population:
             raise GenasError(f"--mutations + --crossovers ({self.mutations} + {self.crossovers}) must not "
                              f"exceed --population {self.population}")
-        if not 0.0 <= self.mutation_prob <= 1.0:
-            raise GenasError(f"--mutation-prob must be in [0, 1], got {self.mutation_prob}")
         return self
 
 

@@ -15,8 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import seeding
+from .. import options, seeding
 from ..errors import GenasError
+from ..options import option
 from ..spaces.base import Genotype, SearchSpace
 
 
@@ -24,18 +25,16 @@ from ..spaces.base import Genotype, SearchSpace
 class SearchConfig:
     """Settings every strategy has; the evaluation budget is ``population * generations``."""
 
-    population: int = 50  # candidates per generation (random search: batch size)
-    topk: int = 10  # size of the reported (and, for evolution, parent) top-k
-    generations: int = 20
-    seed: int = 0
-    max_evaluations: int | None = None  # optional cap below population * generations
+    population: int = option(50, "candidates per generation (random search: the batch size)", min=1)
+    topk: int = option(10, "size of the reported top-k (evolution: the parents kept for "
+                           "mutation/crossover)", min=1)
+    generations: int = option(20, "generations", min=1)
+    seed: int = option(0, "search seed: the candidates drawn", cli=False)
+    max_evaluations: int | None = option(None, "stop after this many scored candidates (a cap below population x "
+                                               "generations)", min=1)
 
     def validate(self):
-        for name in ("population", "topk", "generations"):
-            if getattr(self, name) < 1:
-                raise GenasError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.max_evaluations is not None and self.max_evaluations < 1:
-            raise GenasError(f"--max-evaluations must be >= 1, got {self.max_evaluations}")
+        options.validate(self)  # the bounds declared above (and a subclass's)
         return self
 
     @property

@@ -1,18 +1,64 @@
-"""The search-space contract.
+"""The search-space contract, and the supernet contract the proxies rely on.
 
 A space is a pure, cheap object (no torch import) that a search strategy can drive on its own:
 genotypes are tuples of op indices, one per gene. Torch modules are only created by the
 ``build_*`` methods, which import their torch code lazily. Keeping the contract torch-free lets
 strategies run against a tabular oracle in milliseconds.
+
+A space owns its networks: ``build_supernet(spec)`` and ``build_network(genotype, spec)`` take one
+set of space-neutral arguments (:class:`NetworkSpec`); each space reads the fields it uses.
+Stand-alone networks share one training forward, ``net(x, return_aux=True) -> (logits, aux or
+None)``, and carry a ``drop_path_prob`` attribute (ignored by spaces without drop path).
 """
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 Genotype = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Space-neutral network arguments; a space reads what applies to it."""
+
+    channels: int = 16  # width of the first stage (C)
+    cells_per_stage: int = 5  # spaces built in stages of cells (NB201: N)
+    layers: int = 8  # spaces counted in cells (DARTS: cells, two of them reductions)
+    num_classes: int = 10
+    in_channels: int = 3
+    affine: bool = False  # supernet cell BatchNorms learn affine parameters (NB201 search nets do not)
+    style: str = "cifar"  # stand-alone network style: "cifar" or, where the space has it, "imagenet"
+    auxiliary: bool = False  # stand-alone auxiliary head, where the space has one
+
+    def replace(self, **changes: Any) -> "NetworkSpec":
+        return dataclasses.replace(self, **changes)
+
+
+@runtime_checkable
+class Supernet(Protocol):
+    """What the proxies, the SPOS trainer and the scorers use of a weight-sharing supernet.
+
+    ``forward(x, genotype)`` runs one single path; ``extract(genotype)`` returns a stand-alone
+    network carrying the supernet's weights of that path and computing the same function;
+    ``subnet_state_dict`` gives those weights named as in the extracted network;
+    ``supernet_param_name`` maps such a name back (common random numbers key the noise by it).
+    Optional: ``path_vector(state, genotype, dil_conv_quirk=False)`` for the angle metric.
+    """
+
+    spec: NetworkSpec
+
+    def __call__(self, x: Any, genotype: Sequence[int]) -> Any: ...
+
+    def extract(self, genotype: Sequence[int]) -> Any: ...
+
+    def subnet_state_dict(self, genotype: Sequence[int]) -> dict: ...
+
+    def supernet_param_name(self, name: str, genotype: Sequence[int]) -> str: ...
 
 
 class SearchSpace(ABC):
@@ -21,6 +67,10 @@ class SearchSpace(ABC):
     name: str
     ops: tuple[str, ...]  # op names, indexed by gene value
     num_genes: int
+    network_styles: tuple[str, ...] = ("cifar",)  # stand-alone network styles it can build
+    has_auxiliary: bool = False  # its stand-alone networks can have an auxiliary head
+    has_drop_path: bool = False  # its stand-alone networks use drop path
+    supernet_weight_decay: float = 3e-4  # SPOS training default (GeNAS: 5e-4 on NB201, 3e-4 on DARTS)
 
     # --- encoding -----------------------------------------------------------------------------
     @abstractmethod
@@ -76,15 +126,30 @@ class SearchSpace(ABC):
         """Return a valid genotype close to ``genotype`` (identity for spaces without rules)."""
         return self.check(genotype)
 
+    def is_connected(self, genotype: Sequence[int]) -> bool:
+        """Whether the network's output depends on its input (a cell of zeros does not: ground
+        truth records it at chance level without training)."""
+        self.check(genotype)
+        return True
+
     @abstractmethod
     def size(self) -> int:
         """Number of distinct genotypes."""
 
     # --- torch builders -----------------------------------------------------------------------
-    @abstractmethod
-    def build_supernet(self, **kwargs):
-        """A weight-sharing supernet whose ``forward(x, genotype)`` runs one single path."""
+    def published(self) -> dict[str, Genotype]:
+        """Published architectures of this space by name (``--genotype NAME``); none by default."""
+        return {}
+
+    @staticmethod
+    def spec(spec: NetworkSpec | None = None, **fields: Any) -> NetworkSpec:
+        """``spec`` with ``fields`` replaced (a fresh default spec when ``spec`` is None)."""
+        return (spec or NetworkSpec()).replace(**fields)
 
     @abstractmethod
-    def build_network(self, genotype: Sequence[int], **kwargs):
-        """A stand-alone network for one genotype."""
+    def build_supernet(self, spec: NetworkSpec | None = None, **fields: Any) -> Supernet:
+        """A weight-sharing supernet (:class:`Supernet`) whose ``forward(x, genotype)`` runs one path."""
+
+    @abstractmethod
+    def build_network(self, genotype: Sequence[int], spec: NetworkSpec | None = None, **fields: Any):
+        """A stand-alone network for one genotype (``forward(x, return_aux=False)``)."""

@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Genotype, SearchSpace
+from .base import Genotype, NetworkSpec, SearchSpace
 
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
              "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
@@ -164,9 +164,18 @@ class DARTSSpace(SearchSpace):
     num_genes = 2 * EDGES_PER_CELL
     edges = DARTS_EDGES
     edges_per_cell = EDGES_PER_CELL
+    network_styles = ("cifar", "imagenet")
+    has_auxiliary = True
+    has_drop_path = True
 
     def __init__(self, mutate_reduce: bool = True):
         self.mutate_reduce = bool(mutate_reduce)
+
+    def published(self) -> dict[str, Genotype]:
+        """PC-DARTS, DARTS-V1/V2, RLNAS and the GeNAS genotypes (:mod:`genas.spaces.darts_genotypes`)."""
+        from .darts_genotypes import GENOTYPES
+
+        return dict(GENOTYPES)
 
     def __repr__(self) -> str:
         return f"DARTSSpace(mutate_reduce={self.mutate_reduce})"
@@ -263,24 +272,24 @@ class DARTSSpace(SearchSpace):
         return self.from_pairs(normal, reduce)
 
     # --- torch builders -------------------------------------------------------------------------
-    def build_supernet(self, **kwargs):
-        """:class:`~genas.spaces.darts_net.DARTSSupernet` (C=16, layers=8, ... as keywords)."""
+    def build_supernet(self, spec: NetworkSpec | None = None, **fields):
+        """:class:`~genas.spaces.darts_net.DARTSSupernet` of ``spec.channels`` and ``spec.layers``."""
         from .darts_net import DARTSSupernet
 
-        return DARTSSupernet(**kwargs)
+        s = self.spec(spec, **fields)
+        return DARTSSupernet(channels=s.channels, num_classes=s.num_classes, layers=s.layers, in_channels=s.in_channels)
 
-    def build_network(self, genotype: Sequence[int] | str, style: str = "cifar", **kwargs):
+    def build_network(self, genotype: Sequence[int] | str, spec: NetworkSpec | None = None, **fields):
         """Stand-alone network: ``style="cifar"`` -> NetworkCIFAR, ``"imagenet"`` -> NetworkImageNet.
 
         ``genotype`` may be a 28-gene tuple or a DARTS ``Genotype(...)`` string.
         """
+        from .darts_net import NetworkCIFAR, NetworkImageNet
+
         g = self.parse(genotype) if isinstance(genotype, str) else self.check(genotype)
-        if style == "cifar":
-            from .darts_net import NetworkCIFAR
-
-            return NetworkCIFAR(g, **kwargs)
-        if style == "imagenet":
-            from .darts_net import NetworkImageNet
-
-            return NetworkImageNet(g, **kwargs)
-        raise ValueError(f"unknown DARTS network style {style!r}; expected 'cifar' or 'imagenet'")
+        s = self.spec(spec, **fields)
+        styles = {"cifar": NetworkCIFAR, "imagenet": NetworkImageNet}
+        if s.style not in styles:
+            raise ValueError(f"unknown DARTS network style {s.style!r}; expected 'cifar' or 'imagenet'")
+        return styles[s.style](g, channels=s.channels, num_classes=s.num_classes, layers=s.layers,
+                               auxiliary=s.auxiliary, in_channels=s.in_channels)

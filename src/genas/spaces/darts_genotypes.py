@@ -1,6 +1,6 @@
 """Published DARTS-space genotypes as 28-gene index tuples (14 normal + 14 reduce).
 
-GeNAS (retrain_architecture/genotypes.py of the official code, GENAS_SPEC.md section 5) ships
+GeNAS (``retrain_architecture/genotypes.py`` of the official code) ships
 its searched cells as index encodings; the baselines are the DARTS ``Genotype`` strings of their
 own repositories (DARTS: quark0/darts ``genotypes.py``; PC-DARTS: yuhuixu1993/PC-DARTS
 ``PC_DARTS_cifar``; RLDARTS: megvii-model/RLNAS, whose comment gives its index encoding
@@ -9,6 +9,7 @@ encoding. Pure Python: no torch import.
 """
 from __future__ import annotations
 
+from ..registry import Registry
 from .base import Genotype
 from .darts import DARTSSpace
 
@@ -94,19 +95,27 @@ IMAGENET_PARAMS_M: dict[str, float] = {
 }
 
 
+# the registry of published architectures (``--genotype NAME``), in the table's order of names
+PUBLISHED: Registry[Genotype] = Registry("published DARTS genotype")
+for _name, _genotype in GENOTYPES.items():
+    PUBLISHED.register(_name, _genotype)
+
+
 def list_genotypes() -> list[str]:
     return list(GENOTYPES)
 
 
 def get_genotype(name: str) -> Genotype:
     """The 28-gene genotype of a published architecture (names as in :func:`list_genotypes`,
-    case-insensitive)."""
-    key = name.upper() if isinstance(name, str) else name
-    try:
-        return GENOTYPES[key]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown DARTS genotype {name!r}; available: {', '.join(GENOTYPES)}") from None
+    case-insensitive); an unknown name is a one-line GenasError."""
+    return PUBLISHED.get(name.upper() if isinstance(name, str) else name)
 
 
-__all__ = ["GENOTYPES", "GENOTYPE_STRINGS", "IMAGENET_CHANNELS", "IMAGENET_PARAMS_M", "get_genotype",
-           "list_genotypes"] + list(GENOTYPES)
+def published_name(genotype) -> str | None:
+    """The name of a published architecture equal to ``genotype``, if any."""
+    g = tuple(genotype)
+    return next((name for name, value in GENOTYPES.items() if value == g), None)
+
+
+__all__ = ["GENOTYPES", "GENOTYPE_STRINGS", "IMAGENET_CHANNELS", "IMAGENET_PARAMS_M", "PUBLISHED", "get_genotype",
+           "list_genotypes", "published_name"] + list(GENOTYPES)

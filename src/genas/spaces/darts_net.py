@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .base import NetworkSpec
 from .darts import DARTS_EDGES, DARTS_OPS, EDGES_PER_CELL, STEPS, DARTSSpace, split_cells
 from .ops import ReLUConvBN, single_path_state
 
@@ -228,13 +229,14 @@ class DARTSSupernet(nn.Module):
     single path of a 28-gene genotype: normal cells use genes 0..13, reduction cells 14..27.
     """
 
-    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, in_channels: int = 3,
+    def __init__(self, channels: int = 16, num_classes: int = 10, layers: int = 8, in_channels: int = 3,
                  steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3):
         super().__init__()
-        _check_sizes(C=C, num_classes=num_classes, layers=layers, in_channels=in_channels,
+        C = channels
+        _check_sizes(channels=C, num_classes=num_classes, layers=layers, in_channels=in_channels,
                      stem_multiplier=stem_multiplier)
         _check_cell_shape(steps, multiplier)
-        self.C, self.num_classes, self.layers, self.in_channels = C, num_classes, layers, in_channels
+        self.channels, self.num_classes, self.layers, self.in_channels = C, num_classes, layers, in_channels
         self.steps, self.multiplier, self.stem_multiplier = steps, multiplier, stem_multiplier
         c_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
@@ -260,10 +262,22 @@ class DARTSSupernet(nn.Module):
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
         return self.classifier(torch.flatten(self.global_pooling(s1), 1))
 
-    def config(self) -> dict:
-        """Constructor keywords; also valid for :class:`NetworkCIFAR` (same skeleton)."""
-        return dict(C=self.C, num_classes=self.num_classes, layers=self.layers, in_channels=self.in_channels,
-                    steps=self.steps, multiplier=self.multiplier, stem_multiplier=self.stem_multiplier)
+    @property
+    def spec(self) -> NetworkSpec:
+        """The space-neutral arguments of this supernet (stand-alone networks of the same size)."""
+        return NetworkSpec(channels=self.channels, layers=self.layers, num_classes=self.num_classes,
+                           in_channels=self.in_channels, affine=True)
+
+    def _shape(self) -> dict:
+        return dict(channels=self.channels, num_classes=self.num_classes, layers=self.layers,
+                    in_channels=self.in_channels, steps=self.steps, multiplier=self.multiplier,
+                    stem_multiplier=self.stem_multiplier)
+
+    def path_vector(self, state: dict, genotype: Sequence[int], dil_conv_quirk: bool = False):
+        """The ABS angle vector of ``genotype`` in ``state`` (:mod:`genas.spaces.darts_angle`)."""
+        from .darts_angle import darts_path_vector
+
+        return darts_path_vector(self, state, genotype, reproduce_dil_conv_quirk=dil_conv_quirk)
 
     def cell_genotype(self, index: int, genotype: Sequence[int]) -> tuple[int, ...]:
         """The 14 genes that supernet cell ``index`` uses for ``genotype``."""
@@ -288,7 +302,7 @@ class DARTSSupernet(nn.Module):
         """A stand-alone :class:`NetworkCIFAR` with this supernet's weights for ``genotype``: same
         skeleton, no auxiliary head, pools followed by the supernet's BN (``pool_bn=True``), so
         both compute the same function (in training mode too)."""
-        net = NetworkCIFAR(tuple(genotype), auxiliary=False, pool_bn=True, **self.config())
+        net = NetworkCIFAR(tuple(genotype), auxiliary=False, pool_bn=True, **self._shape())
         net.load_state_dict(self.subnet_state_dict(genotype), strict=True)
         return net.to(next(self.parameters()).device)
 
@@ -385,15 +399,16 @@ class NetworkCIFAR(_Evaluation):
     logits_aux)``, ``logits_aux`` being ``None`` unless training with ``auxiliary=True``.
     """
 
-    def __init__(self, genotype, C: int = 36, num_classes: int = 10, layers: int = 20, auxiliary: bool = True,
+    def __init__(self, genotype, channels: int = 36, num_classes: int = 10, layers: int = 20, auxiliary: bool = True,
                  in_channels: int = 3, drop_path_prob: float = 0.0, pool_bn: bool = False, steps: int = 4,
                  multiplier: int = 4, stem_multiplier: int = 3):
         super().__init__()
-        _check_sizes(C=C, num_classes=num_classes, layers=layers, in_channels=in_channels,
+        C = channels
+        _check_sizes(channels=C, num_classes=num_classes, layers=layers, in_channels=in_channels,
                      stem_multiplier=stem_multiplier)
         _check_cell_shape(steps, multiplier)
         self.genotype = _genotype(genotype)
-        self.C, self.num_classes, self.layers, self.in_channels = C, num_classes, layers, in_channels
+        self.channels, self.num_classes, self.layers, self.in_channels = C, num_classes, layers, in_channels
         self.steps, self.multiplier, self.stem_multiplier = steps, multiplier, stem_multiplier
         self.auxiliary, self.pool_bn = bool(auxiliary), bool(pool_bn)
         self.drop_path_prob = float(drop_path_prob)
@@ -421,15 +436,17 @@ class NetworkImageNet(_Evaluation):
     BN. Same forward convention as :class:`NetworkCIFAR`.
     """
 
-    def __init__(self, genotype, C: int = 48, num_classes: int = 1000, layers: int = 14, auxiliary: bool = True,
-                 in_channels: int = 3, drop_path_prob: float = 0.0, steps: int = 4, multiplier: int = 4):
+    def __init__(self, genotype, channels: int = 48, num_classes: int = 1000, layers: int = 14,
+                 auxiliary: bool = True, in_channels: int = 3, drop_path_prob: float = 0.0, steps: int = 4,
+                 multiplier: int = 4):
         super().__init__()
-        _check_sizes(C=C, num_classes=num_classes, layers=layers, in_channels=in_channels)
+        C = channels
+        _check_sizes(channels=C, num_classes=num_classes, layers=layers, in_channels=in_channels)
         _check_cell_shape(steps, multiplier)
         if C % 2:
-            raise ValueError(f"NetworkImageNet needs an even C (stem C/2, FactorizedReduce); got {C}")
+            raise ValueError(f"NetworkImageNet needs even channels (stem C/2, FactorizedReduce); got {C}")
         self.genotype = _genotype(genotype)
-        self.C, self.num_classes, self.layers, self.in_channels = C, num_classes, layers, in_channels
+        self.channels, self.num_classes, self.layers, self.in_channels = C, num_classes, layers, in_channels
         self.steps, self.multiplier = steps, multiplier
         self.auxiliary, self.pool_bn = bool(auxiliary), False
         self.drop_path_prob = float(drop_path_prob)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .base import Genotype, SearchSpace
+from .base import Genotype, NetworkSpec, SearchSpace
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (source node, target node) per gene, in canonical string order
@@ -22,6 +22,7 @@ class NB201Space(SearchSpace):
     ops = NB201_OPS
     num_genes = len(NB201_EDGES)
     edges = NB201_EDGES
+    supernet_weight_decay = 5e-4
 
     def size(self) -> int:
         return len(self.ops) ** self.num_genes
@@ -71,12 +72,18 @@ class NB201Space(SearchSpace):
                 reach.add(dst)
         return NUM_NODES - 1 in reach
 
-    def build_supernet(self, **kwargs):
+    def build_supernet(self, spec: NetworkSpec | None = None, **fields):
         from .nb201_net import NB201Supernet
 
-        return NB201Supernet(**kwargs)
+        s = self.spec(spec, **fields)
+        return NB201Supernet(channels=s.channels, cells_per_stage=s.cells_per_stage, num_classes=s.num_classes,
+                             in_channels=s.in_channels, affine=s.affine)
 
-    def build_network(self, genotype: Sequence[int], **kwargs):
+    def build_network(self, genotype: Sequence[int], spec: NetworkSpec | None = None, **fields):
         from .nb201_net import NB201Network
 
-        return NB201Network(self.check(genotype), **kwargs)
+        s = self.spec(spec, **fields)
+        if s.style != "cifar" or s.auxiliary:
+            raise ValueError("NB201 networks come in one style (cifar) and have no auxiliary head")
+        return NB201Network(self.check(genotype), channels=s.channels, cells_per_stage=s.cells_per_stage,
+                            num_classes=s.num_classes, in_channels=s.in_channels)

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .base import NetworkSpec
 from .nb201 import NB201_EDGES, NB201_OPS, NUM_NODES
 from .ops import AvgPool3x3, ReLUConvBN, ResidualReduction, single_path_state
 
@@ -113,9 +114,17 @@ class NB201Supernet(_Skeleton):
             x = cell(x, genotype) if isinstance(cell, SupernetCell) else cell(x)
         return self._head(x)
 
-    def config(self) -> dict:
-        return dict(channels=self.channels, cells_per_stage=self.cells_per_stage,
-                    num_classes=self.num_classes, in_channels=self.in_channels)
+    @property
+    def spec(self) -> NetworkSpec:
+        """The space-neutral arguments of this supernet (stand-alone networks of the same size)."""
+        return NetworkSpec(channels=self.channels, cells_per_stage=self.cells_per_stage,
+                           num_classes=self.num_classes, in_channels=self.in_channels, affine=self.affine)
+
+    def path_vector(self, state: dict, genotype: Sequence[int], dil_conv_quirk: bool = False):
+        """The ABS angle vector of ``genotype`` in ``state`` (:mod:`genas.spaces.nb201_angle`)."""
+        from .nb201_angle import nb201_path_vector
+
+        return nb201_path_vector(self, state, genotype)
 
     def subnet_state_dict(self, genotype: Sequence[int]) -> dict[str, torch.Tensor]:
         """The weights of ``genotype``'s single path, named as in :class:`NB201Network`."""
@@ -136,7 +145,8 @@ class NB201Supernet(_Skeleton):
         same function and have the same parameters (weight noise for flatness then perturbs what
         the supernet has, as the official code does, and nothing more).
         """
-        net = NB201Network(genotype, **self.config(), affine=self.affine)
+        net = NB201Network(genotype, channels=self.channels, cells_per_stage=self.cells_per_stage,
+                           num_classes=self.num_classes, in_channels=self.in_channels, affine=self.affine)
         net.load_state_dict(self.subnet_state_dict(genotype), strict=True)
         return net.to(next(self.parameters()).device)
 
@@ -147,11 +157,14 @@ class NB201Network(_Skeleton):
     def __init__(self, genotype: Sequence[int], channels: int = 16, cells_per_stage: int = 5,
                  num_classes: int = 10, in_channels: int = 3, affine: bool = True):
         self.genotype = tuple(genotype)
+        self.drop_path_prob = 0.0  # the shared stand-alone interface; NB201 has no drop path
         super().__init__(channels, cells_per_stage, num_classes, in_channels,
                          lambda c: NetworkCell(self.genotype, c, affine))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        """Logits; with ``return_aux`` the shared training form ``(logits, None)`` (no auxiliary head)."""
         x = self.stem(x)
         for cell in self.cells:
             x = cell(x)
-        return self._head(x)
+        logits = self._head(x)
+        return (logits, None) if return_aux else logits

@@ -1,55 +1,54 @@
-"""Stand-alone training of one architecture from scratch, and its final test evaluation.
+"""Stand-alone training of one architecture from scratch with a short fixed recipe, and its final
+test evaluation: what the ground-truth bench trains (``genas bench``).
 
-The found cell is retrained with fresh weights on the official training set (both halves: the
-search is over, so the search-validation half may be used for training, as in DARTS-style
-evaluation) and measured once on the untouched official test set.
+It reuses the retraining pieces (the network builder and the shared epoch loop); its own recipe is
+plain cross-entropy, SGD with Nesterov momentum and PyTorch's cosine scheduler, kept as it was
+when the recorded ground truth (``results/correlation/bench``) was made so that it reproduces.
+The cell is trained with fresh weights on the official training set (``full``) or on the
+supernet-train half only (``train-half``, which keeps the search-validation half unseen).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from .. import seeding
+from .. import options, seeding
 from ..data import Data
-from ..errors import GenasError
-from .cost import count_params
-from .evaluate import evaluate
-from .step import sgd_step
+from ..engine.cost import count_params
+from ..engine.evaluate import evaluate
+from ..engine.loop import bar_disabled, train_one_epoch
+from ..options import option
+from ..spaces import NetworkSpec
 
 
 @dataclass
 class StandaloneConfig:
-    channels: int = 16
-    cells_per_stage: int = 1
-    epochs: int = 4
-    batch_size: int = 128
-    lr: float = 0.05
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    grad_clip: float = 5.0
-    max_train_images: int | None = 20000  # first K images of the (shuffled-once) training set
-    train_on: str = "full"  # "full" training set, or "train-half" (keeps the search-validation half unseen)
-    val_images: int | None = None  # search-validation images to evaluate (train-half only; None = all)
-    seed: int = 0
+    channels: int = option(16, "channels C", min=1)
+    cells_per_stage: int = option(1, "cells N per stage", min=1)
+    layers: int = option(5, "cells (spaces counted in cells)", min=1)
+    epochs: int = option(4, "training epochs", min=1)
+    batch_size: int = option(128, "batch size", min=1)
+    lr: float = option(0.05, "initial learning rate", gt=0)
+    lr_min: float = option(0.0, "final learning rate", min=0)
+    momentum: float = option(0.9, "SGD momentum (Nesterov when > 0)", min=0)
+    weight_decay: float = option(5e-4, "weight decay", min=0)
+    grad_clip: float = option(5.0, "gradient-norm clip", min=0)
+    max_train_images: int | None = option(20000, "first K images of the (shuffled-once) training set", min=1)
+    train_on: str = option("full", "full training set, or train-half", choices=("full", "train-half"))
+    val_images: int | None = option(None, "search-validation images to evaluate (train-half only)", min=1)
+    seed: int = option(0, "training seed")
 
     def validate(self) -> "StandaloneConfig":
-        if self.train_on not in ("full", "train-half"):
-            raise GenasError(f"train_on must be 'full' or 'train-half', got {self.train_on!r}")
-        for name in ("channels", "cells_per_stage", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise GenasError(f"{name} must be >= 1, got {getattr(self, name)}")
-        return self
+        return options.validate(self)
 
 
-def train_indices(data: Data, cfg: StandaloneConfig):
-    import numpy as np
-
+def train_indices(data: Data, cfg) -> np.ndarray:
+    """The training images of a recipe: the supernet-train half, or the whole training set in a
+    fixed shuffled order (so a prefix is a random subset); the first ``max_train_images``."""
     if cfg.train_on == "train-half":
         idx = data.train_idx
     else:
@@ -63,30 +62,31 @@ def train_standalone(space, genotype: Sequence[int], data: Data, cfg: Standalone
     """Train ``genotype`` from scratch; return test (and, for train-half, search-val) metrics."""
     cfg.validate()
     device = torch.device(device)
+    spec = NetworkSpec(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, layers=cfg.layers,
+                       num_classes=data.num_classes, in_channels=data.in_channels)
     with torch.random.fork_rng():
         torch.manual_seed(seeding.derive_seed(cfg.seed, seeding.INIT, 1))
-        net = space.build_network(genotype, channels=cfg.channels, cells_per_stage=cfg.cells_per_stage,
-                                  num_classes=data.num_classes, in_channels=data.in_channels).to(device)
+        net = space.build_network(genotype, spec).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=cfg.momentum > 0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
     idx = train_indices(data, cfg)
-    history, t0 = [], time.perf_counter()
+
+    def step(x, y):
+        logits = net(x)
+        return F.cross_entropy(logits, y), logits
+
+    history, seconds = [], 0.0
     for epoch in range(cfg.epochs):
         net.train()
-        loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         batches = data.train.batches(idx, cfg.batch_size, train=True,
                                      seed=seeding.derive_seed(cfg.seed, seeding.DATA, epoch, 1))
-        for x, y in tqdm(batches, total=len(idx) // cfg.batch_size, desc=f"retrain {epoch + 1}/{cfg.epochs}",
-                         leave=False, disable=None if progress is None else not progress):
-            x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(net(x), y)
-            sgd_step(loss, opt, net.parameters(), cfg.grad_clip)
-            loss_sum += loss.detach().double() * len(y)
-            seen += len(y)
+        stats = train_one_epoch(step, batches, opt, net.parameters(), cfg.grad_clip, device,
+                                total=len(idx) // cfg.batch_size, desc=f"retrain {epoch + 1}/{cfg.epochs}",
+                                disable=bar_disabled(progress))
         sched.step()
-        history.append(dict(epoch=epoch, train_loss=loss_sum.item() / max(seen, 1)))
-    seconds = time.perf_counter() - t0
+        seconds += stats.seconds
+        history.append(dict(epoch=epoch, train_loss=stats.loss, train_acc=stats.accuracy))
     net.eval()
     test = evaluate(net, data.test.batches(range(len(data.test)), 500, train=False), device)
     out = dict(test_accuracy=test["accuracy"], test_loss=test["loss"], params=count_params(net),
@@ -97,3 +97,6 @@ def train_standalone(space, genotype: Sequence[int], data: Data, cfg: Standalone
         out.update(val_accuracy=val["accuracy"], val_loss=val["loss"])
     out["network"] = net
     return out
+
+
+__all__ = ["StandaloneConfig", "train_indices", "train_standalone"]

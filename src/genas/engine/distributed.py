@@ -6,12 +6,14 @@ rank 0 of 1. Only rank 0 writes files.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
 
-from .errors import GenasError
+from ..errors import GenasError
 
 
 @dataclass
@@ -84,3 +86,16 @@ def setup(device: str = "auto") -> DistContext:
 def teardown(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def training_session(device: str = "auto") -> Iterator[DistContext]:
+    """Set up this rank (:func:`setup`) for a training run whose per-epoch reseeding of the global
+    torch RNG must not leak to the caller; tear down the process group afterwards."""
+    ctx = setup(device)
+    try:
+        forks = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forks):
+            yield ctx
+    finally:
+        teardown(ctx)

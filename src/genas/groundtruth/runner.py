@@ -16,48 +16,49 @@ test set, and 6 corruptions of the first 2k test images.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
-import json
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import seeding
-from ..checkpoint import read_jsonl, save_json
-from ..config import from_dict, load_json, to_dict
+from .. import options, seeding
+from ..data import DATASETS
 from ..errors import GenasError
+from ..io import append_jsonl, load_json, read_jsonl, save_json
+from ..options import check_resume, from_dict, option, to_dict
+from ..run_folder import RunFolder, claim_file
+from ..spaces import SPACES
 
 CONFIG, RESULTS, CLAIMS = "bench.json", "results.jsonl", "claims"
 
 
 @dataclass
 class BenchConfig:
-    space: str = "nb201"
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    split_seed: int = 0
-    num_archs: int = 100
-    sample_seed: int = 0  # which architectures (a prefix-stable sequence: more archs extend it)
-    seed: int = 0  # training seed (initial weights, data order)
-    channels: int = 8
-    cells_per_stage: int = 1
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    max_train_images: int | None = 10000
-    val_images: int | None = 5000
-    shifted_images: int = 2000
-    corruption_seed: int = 0
-    genotypes: list[str] | None = None  # explicit architectures (e.g. search winners) instead of the sample
+    """The fixed training recipe of a benchmark and which architectures it trains."""
+
+    space: str = option("nb201", "search space", choices=SPACES.names, cli=False)
+    dataset: str = option("fashion-mnist", "dataset", choices=DATASETS.names)
+    data_dir: str | None = option(None, "folder with the dataset files")
+    split_seed: int = option(0, "seed of the supernet-train / search-validation split")
+    num_archs: int = option(100, "architectures to train (raising it later extends the same sample)", min=1)
+    sample_seed: int = option(0, "seed of the architecture sample (a prefix-stable sequence: more archs extend it)")
+    seed: int = option(0, "training seed: initial weights and data order")
+    channels: int = option(8, "channels C of the stand-alone networks", min=1)
+    cells_per_stage: int = option(1, "cells N per stage", min=1)
+    epochs: int = option(3, "training epochs", min=1)
+    batch_size: int = option(128, "batch size", min=1)
+    lr: float = option(0.05, "initial learning rate, cosine to 0", gt=0)
+    weight_decay: float = option(5e-4, "weight decay", min=0)
+    max_train_images: int | None = option(10000, "supernet-train images used for training", min=1)
+    val_images: int | None = option(5000, "search-validation images evaluated", min=1)
+    shifted_images: int = option(2000, "test images in the distribution-shifted set", min=1)
+    corruption_seed: int = option(0, "seed of the corruptions of the distribution-shifted set", cli=False)
+    genotypes: list[str] | None = option(None, "explicit architectures (e.g. search winners) instead of the sample",
+                                         cli=False)
 
     def validate(self) -> "BenchConfig":
-        for name in ("num_archs", "channels", "cells_per_stage", "epochs", "batch_size", "shifted_images"):
-            if getattr(self, name) < 1:
-                raise GenasError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        options.validate(self)  # the bounds and choices declared above
         return self
 
     def recipe(self) -> dict:
@@ -88,16 +89,6 @@ def sample_archs(space, n: int, seed: int) -> list[tuple[int, ...]]:
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def claim_key(genotype_text: str) -> str:
     """Claim-file name of an architecture: by genotype, not list position, so a folder extended with
     another architecture list (e.g. later search winners) never confuses two architectures."""
@@ -106,44 +97,14 @@ def claim_key(genotype_text: str) -> str:
 
 def _claim(claims: Path, key: str | int) -> bool:
     """Atomically claim an architecture; a claim left by a dead process on this host is taken over."""
-    path = claims / f"{key}.claim"
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                host, pid = path.read_text().split()
-            except (OSError, ValueError):
-                return False
-            if host == socket.gethostname() and not _pid_alive(int(pid)):
-                path.unlink(missing_ok=True)
-                continue
-            return False
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        return True
-    return False
-
-
-def _append_row(row: dict, path: Path) -> None:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-        fcntl.flock(f, fcntl.LOCK_UN)
+    return claim_file(claims / f"{key}.claim")[0]
 
 
 def prepare(out: Path, cfg: BenchConfig, resume: bool) -> BenchConfig:
     """Create the folder, or check that a resumed one uses the same recipe (num_archs may grow)."""
-    if (out / CONFIG).exists():
-        if not resume:
-            raise GenasError(f"{out} already holds a benchmark; pass --resume to continue or extend it")
+    if RunFolder(out, "benchmark", CONFIG).open(resume, missing_ok=True):
         saved = from_dict(BenchConfig, load_json(out / CONFIG))
-        if saved.recipe() != cfg.recipe():
-            diff = [k for k in cfg.recipe() if cfg.recipe()[k] != saved.recipe()[k]]
-            raise GenasError(f"{out} was made with a different recipe ({', '.join(diff)}); use another -o")
+        check_resume(saved.recipe(), cfg.recipe(), f"{out} (its training recipe)")
     out.mkdir(parents=True, exist_ok=True)
     (out / CLAIMS).mkdir(exist_ok=True)
     save_json(to_dict(cfg), out / CONFIG)
@@ -160,9 +121,9 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
     import torch
 
     from ..data import load_data
-    from ..spaces import get_space
-    from ..train.cost import count_macs
-    from ..train.evaluate import evaluate
+    from ..spaces import NetworkSpec, get_space
+    from ..engine.cost import count_macs
+    from ..engine.evaluate import evaluate
     from ..train.standalone import StandaloneConfig, train_standalone
     from .corruptions import shifted_sets
 
@@ -185,12 +146,11 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
             if text in done_genotypes(out):  # finished by another worker between the checks
                 continue
             row = dict(index=index, genotype=text, seed=cfg.seed, torch_threads=torch.get_num_threads())
-            net_kwargs = dict(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage,
-                              num_classes=data.num_classes, in_channels=data.in_channels)
-            net = space.build_network(genotype, **net_kwargs)
+            net = space.build_network(genotype, NetworkSpec(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage,
+                                                            num_classes=data.num_classes, in_channels=data.in_channels))
             row.update(params=sum(p.numel() for p in net.parameters()),
                        macs=count_macs(net, (data.in_channels, data.image_size, data.image_size)))
-            if hasattr(space, "is_connected") and not space.is_connected(genotype):
+            if not space.is_connected(genotype):
                 chance = 1.0 / data.num_classes
                 row.update(disconnected=True, test_accuracy=chance, val_accuracy=chance, shifted_accuracy=chance,
                            test_loss=None, shifted={k: chance for k in shifted}, train_seconds=0.0)
@@ -204,7 +164,7 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
                            val_accuracy=result["val_accuracy"], val_loss=result["val_loss"],
                            shifted_accuracy=sum(accs.values()) / len(accs), shifted=accs,
                            train_seconds=round(time.perf_counter() - t0, 2))
-            _append_row(row, out / RESULTS)
+            append_jsonl(row, out / RESULTS)
             trained += 1
             log(f"[{len(done_genotypes(out) & texts)}/{len(archs)}] {text}  test {row['test_accuracy']:.4f}  "
                 f"shifted {row['shifted_accuracy']:.4f}  {row['train_seconds']} s")

@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .errors import GenasError
+from tqdm import tqdm
+
+from ..engine.distributed import resolve_device
+from ..errors import GenasError
+from ..io import append_jsonl, read_jsonl, save_json
+from ..options import to_dict
+from ..proxies.measure import losses_under_noise
+from ..proxies.perturb import NOISE_PARAMS, NOISE_SCALINGS
+from .scoring import scoring_context
+
 
 # block name -> (noise scaling, perturbed parameters, stds); doubling ladders plus the paper's sigmas
 DEFAULT_GRID: dict[str, tuple[str, str, tuple[float, ...]]] = {
@@ -31,8 +40,6 @@ DEFAULT_GRID: dict[str, tuple[str, str, tuple[float, ...]]] = {
 
 def parse_grid(text: str | None) -> dict[str, tuple[str, str, tuple[float, ...]]]:
     """``scaling/params:s1,s2,...;...`` -> grid; None or "" gives ``DEFAULT_GRID``."""
-    from .proxies.perturb import NOISE_PARAMS, NOISE_SCALINGS
-
     if not text:
         return dict(DEFAULT_GRID)
     grid = {}
@@ -59,13 +66,6 @@ def noise_grid(genotypes: Sequence[str], run: str | Path, out_file: str | Path, 
     Resumable: rows already in ``out_file`` are skipped; a header ``<out_file>.grid.json`` records the
     grid and scoring settings, and resuming with different ones is refused. Returns rows written.
     """
-    from tqdm import tqdm
-
-    from .checkpoint import append_jsonl, read_jsonl, save_json
-    from .config import to_dict
-    from .distributed import resolve_device
-    from .proxies import ScoringContext
-    from .proxies.measure import losses_under_noise
 
     grid = dict(grid or DEFAULT_GRID)
     out_file = Path(out_file)
@@ -85,7 +85,7 @@ def noise_grid(genotypes: Sequence[str], run: str | Path, out_file: str | Path, 
     out_file.parent.mkdir(parents=True, exist_ok=True)
     save_json(header, header_path)
     dev = resolve_device(device)
-    contexts = {s: ScoringContext.from_run(run, dc.replace(scoring_cfg, seed=s), dev) for s in seeds}
+    contexts = {s: scoring_context(run, dc.replace(scoring_cfg, seed=s), dev) for s in seeds}
     written = 0
     for text, seed in tqdm(todo, desc="noise grid", disable=None if progress is None else not progress):
         ctx = contexts[seed]

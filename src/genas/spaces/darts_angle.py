@@ -1,6 +1,6 @@
 """ABS angle metric for the DARTS space: the architecture ("path") weight vector of a candidate.
 
-Follows GENAS_SPEC.md section 2.1 (GeNAS/RLNAS ``evolution_search/cand_evaluator.py``
+Follows the GeNAS/RLNAS code ( ``evolution_search/cand_evaluator.py``
 ``get_arch_vector``):
 
 * every supernet cell (``layers`` of them, 8 in GeNAS), each with its normal or reduction genes
@@ -34,12 +34,12 @@ from typing import Sequence
 
 import torch
 
-from ..spaces.darts import DARTS_OPS, EDGES_PER_CELL, edge_index
+from .darts import DARTS_OPS, EDGES_PER_CELL, edge_index
 
 # op indices (DARTS PRIMITIVES order)
 NONE, MAX_POOL, AVG_POOL, SKIP, SEP3, SEP5, DIL3, DIL5 = range(len(DARTS_OPS))
 
-# The 30 paths of GENAS_SPEC.md section 2.1, in the official order (node lists).
+# The 30 paths of the official code, in its order (node lists).
 _TO5 = ((2, 3, 4, 5), (2, 3, 5), (2, 4, 5), (2, 5), (3, 4, 5), (3, 5), (4, 5), (5,))
 DARTS_PATHS: tuple[tuple[int, ...], ...] = (
     tuple((0,) + p for p in _TO5)
@@ -79,7 +79,7 @@ def _edge_parts(state: dict, prefix: str, op: int, channels: int, stride: int,
 
 
 def _preprocess_keys(cell, prefix: str) -> list[str]:
-    from ..spaces.darts_net import FactorizedReduce
+    from .darts_net import FactorizedReduce
 
     if isinstance(cell, FactorizedReduce):
         return [f"{prefix}.{k}" for k in ("conv_1.weight", "conv_2.weight", "bn.weight", "bn.bias")]
@@ -104,7 +104,7 @@ def darts_path_vector(supernet, state: dict, genotype: Sequence[int] | str,
     """The flattened float64 architecture vector of ``genotype`` (28 genes or a DARTS
     ``Genotype(...)`` string) in ``state`` (keyed like ``supernet.state_dict()``); None if every
     path of every cell goes through a ``none`` edge."""
-    from ..spaces.darts import DARTSSpace
+    from .darts import DARTSSpace
 
     space = DARTSSpace()
     g = space.parse(genotype) if isinstance(genotype, str) else space.check(genotype)
@@ -130,18 +130,5 @@ def darts_path_vector(supernet, state: dict, genotype: Sequence[int] | str,
     return torch.cat(parts)
 
 
-def darts_angle(supernet, init_state: dict, final_state: dict, genotype: Sequence[int] | str,
-                quirk: bool = False) -> float:
-    """ABS angle (radians) between ``genotype``'s vectors in ``init_state`` and ``final_state``;
-    0.0 (the worst score, as for NB201) when every path is dropped."""
-    from .angle import angle_between  # lazy: angle.py dispatches to this module
-
-    v0 = darts_path_vector(supernet, init_state, genotype, quirk)
-    if v0 is None:
-        return 0.0
-    v1 = darts_path_vector(supernet, final_state, genotype, quirk)
-    return angle_between(v0, v1)
-
-
-__all__ = ["DARTS_PATHS", "DARTS_PATH_EDGES", "darts_angle", "darts_path_vector", "darts_paths",
+__all__ = ["DARTS_PATHS", "DARTS_PATH_EDGES", "darts_path_vector", "darts_paths",
            "extra_param_keys"]

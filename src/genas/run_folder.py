@@ -1,0 +1,179 @@
+"""A run folder: the one place that knows a run's file names and the rules of starting one.
+
+Every command writes into a folder and never overwrites earlier results: a fresh start needs a
+folder that does not exist yet or is empty; a used folder is continued only with ``--resume``,
+and only with a config that computes the same thing (:func:`genas.options.check_resume`). Logs
+are trimmed back to the last durable state on resume, so a resumed folder matches an
+uninterrupted one. Pure Python (no torch): the search driver uses it too.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .errors import GenasError
+from .io import load_json, read_jsonl, save_json, write_jsonl
+from .options import check_resume
+
+
+LOCK = ".genas.lock"
+_HELD: dict[Path, int] = {}  # folders this process has locked -> nesting depth (a run locks, its steps too)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_file(path: Path) -> tuple[bool, str]:
+    """Create ``path`` exclusively, holding this process's "host pid"; a claim left by a dead process
+    on this host is taken over. Returns (claimed, holder): holder is "host pid" of the owner."""
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                host, pid = path.read_text().split()
+            except (OSError, ValueError):
+                return False, "? ?"
+            if host == socket.gethostname() and not _pid_alive(int(pid)):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            return False, f"{host} {pid}"
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return True, me
+    return False, "? ?"
+
+
+class RunFolder:
+    """``path`` holds one ``what`` (e.g. "supernet run"); ``marker`` is the file whose presence
+    says the folder holds such a run (its config or state).
+
+    ``with folder.locked():`` holds an exclusive lock (``.genas.lock``: host and pid) for the
+    run's whole life, so a second process on the same folder is refused before it writes
+    anything; a lock left by a dead process on this host is taken over. A folder the lock itself
+    had to create is removed again if the run leaves it empty (e.g. it failed validation).
+    """
+
+    def __init__(self, path: str | Path, what: str, marker: str = "config.json"):
+        self.path = Path(path)
+        self.what = what
+        self.marker = marker
+        self._created = False
+        self._enabled = True
+
+    # --- lock ----------------------------------------------------------------------------------
+    def _key(self) -> Path:
+        return self.path.resolve()
+
+    def lock(self) -> None:
+        key = self._key()
+        if key in _HELD:
+            _HELD[key] += 1
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise GenasError(f"{self.path} exists and is not a folder; choose another output folder")
+        try:
+            self._created = not self.path.exists()
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GenasError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+        lock = self.path / LOCK
+        try:
+            claimed, holder = claim_file(lock)
+        except OSError as exc:
+            raise GenasError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+        if not claimed:
+            host, pid = holder.split()
+            raise GenasError(f"{self.path} is in use by pid {pid} on {host} (lock {lock}; delete it only if "
+                             f"that process is gone)")
+        _HELD[key] = 1
+
+    def unlock(self) -> None:
+        key = self._key()
+        if key not in _HELD:
+            return
+        _HELD[key] -= 1
+        if _HELD[key]:
+            return
+        del _HELD[key]
+        (self.path / LOCK).unlink(missing_ok=True)
+        if self._created and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+    def locked(self, enabled: bool = True) -> "RunFolder":
+        """``with folder.locked(ctx.is_main):`` -- only the writing rank locks."""
+        self._enabled = enabled
+        return self
+
+    def __enter__(self) -> "RunFolder":
+        if self._enabled:
+            self.lock()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._enabled:
+            self.unlock()
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def started(self) -> bool:
+        return (self.path / self.marker).exists()
+
+    def open(self, resume: bool, missing_ok: bool = False) -> bool:
+        """Check the folder against ``resume``; return whether earlier work is continued.
+
+        ``missing_ok``: ``--resume`` on a folder that holds no run yet starts it (a run killed
+        before its first durable write has nothing to lose); otherwise that is an error.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise GenasError(f"{self.path} exists and is not a folder; choose another output folder")
+        if self.started:
+            if not resume:
+                raise GenasError(f"{self.path} already holds a {self.what}; pass --resume to continue it "
+                                 f"or choose another output folder")
+            return True
+        if resume and not missing_ok:
+            raise GenasError(f"cannot resume: {self.path} holds no {self.what} (no {self.marker}); "
+                             f"start a new one without --resume")
+        return False
+
+    def require_empty(self) -> None:
+        """A fresh run may not mix its files with someone else's."""
+        if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
+            raise GenasError(f"{self.path} exists and is not an empty folder; choose another output folder "
+                             f"(or pass --resume to continue a {self.what})")
+
+    def saved(self, name: str | None = None) -> dict:
+        return load_json(self.path / (name or self.marker))
+
+    def check(self, wanted: Mapping[str, Any], name: str | None = None, may_change: Iterable[str] = ()) -> dict:
+        """The saved config; a one-line error naming the first key that differs from ``wanted``."""
+        saved = self.saved(name)
+        check_resume(saved, wanted, self.path, may_change)
+        return saved
+
+    def save(self, obj: Any, name: str | None = None) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        save_json(obj, self.path / (name or self.marker))
+
+    def trim_log(self, name: str, keep: Callable[[dict], bool]) -> None:
+        """Drop log lines of work that the last checkpoint does not contain (it is redone)."""
+        write_jsonl([r for r in read_jsonl(self.path / name) if keep(r)], self.path / name)
+
+    def log(self, name: str) -> list[dict]:
+        return read_jsonl(self.path / name)
+
+
+__all__ = ["LOCK", "RunFolder", "claim_file"]

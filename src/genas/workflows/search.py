@@ -1,0 +1,131 @@
+"""Searches as run-folder workflows: a proxy search on a trained supernet, or a table look-up."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from ..engine.distributed import setup, teardown
+from ..errors import GenasError
+from ..io import load_json, save_json
+from ..options import to_dict
+from ..proxies import ScoringConfig, get_proxy, make_evaluator, scoring_config
+from ..search import TabularOracle, make_config, run_search
+from ..search.driver import STRATEGIES, Shards
+from ..spaces import get_space
+from .scoring import scoring_context
+
+SCORING = "scoring.json"
+
+
+def _scoring_defaults() -> dict:
+    """ScoringConfig defaults as stored: a folder made before a setting existed ran with its default."""
+    return json.loads(json.dumps(to_dict(ScoringConfig())))
+
+
+def _check_scoring(out_dir: Path, record: dict, resume: bool) -> None:
+    path = out_dir / SCORING
+    record = json.loads(json.dumps(record))  # compare as stored (tuples become lists)
+    if path.exists():
+        saved = load_json(path)
+        saved["scoring"] = {**_scoring_defaults(), **saved.get("scoring", {})}  # settings added since it was made
+        if saved != record:
+            diff = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
+            raise GenasError(f"cannot resume {out_dir}: its metric/scoring settings differ in {', '.join(diff)} "
+                             f"(use another --name)")
+    elif resume and (out_dir / "state.json").exists():
+        raise GenasError(f"{out_dir} has no {SCORING}; it was not made by `genas search --run`")
+
+
+def search_supernet(run: str | Path, metric: str, strategy: str, search_cfg, scoring_cfg, name: str | None = None,
+                    resume: bool = False, device: str = "auto", progress: bool | None = None,
+                    data=None) -> tuple[dict, Path]:
+    """Search with a proxy on a trained supernet; writes ``RUN/search-<name>/``.
+
+    ``data``: the :class:`~genas.data.Data` the supernet was trained on, for a run made from a
+    user's own arrays (by default the run's named dataset); other data is refused.
+    Launched by ``torchrun`` (WORLD_SIZE > 1), the ranks share each generation's scoring and only
+    rank 0 writes; the result is the same as one process's, so no option is needed to scale out.
+    """
+    dist_ctx = setup(device)
+    try:
+        return _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resume, dist_ctx, progress,
+                                data)
+    finally:
+        teardown(dist_ctx)
+
+
+def _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resume, dist_ctx, progress, data):
+    get_proxy(metric)  # unknown metric -> clear error before any loading
+    run = Path(run)
+    out_dir = run / f"search-{name or metric}"
+    record = dict(metric=metric, scoring=to_dict(scoring_cfg.validate()), supernet_run=str(run.resolve()))
+    if (out_dir / "state.json").exists() and not resume:
+        raise GenasError(f"{out_dir} already holds a search; pass --resume to continue it or choose another --name")
+    _check_scoring(out_dir, record, resume)
+    ctx = scoring_context(run, scoring_cfg, dist_ctx.device, data=data)
+    blown = []
+
+    def note(genotype, rec):
+        if rec.get("blew_up"):
+            blown.append(genotype)
+            print(f"genas: warning: loss not finite under noise for {ctx.space.format(genotype)}; flatness set to 0")
+
+    evaluate = make_evaluator(ctx, metric, note)  # a metric the space cannot serve fails before any write
+    shards = Shards(dist_ctx.rank, dist_ctx.world, dist_ctx.all_gather)
+    shards.barrier()  # every rank has checked the folder before rank 0 writes into it
+    if shards.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_json(record, out_dir / SCORING)
+    result = run_search(ctx.space, evaluate, strategy, search_cfg, out_dir, resume=resume,
+                        progress=progress, shards=shards,
+                        extra_result=dict(metric=metric, supernet_run=record["supernet_run"],
+                                          scoring=record["scoring"]))
+    return result, out_dir
+
+
+def search_run(run: str | Path, metric: str = "flatness", strategy: str = "evolution", seed: int = 0, *,
+           name: str | None = None, resume: bool = False, data=None, scoring=None,
+           flatness_preset: str | None = None, device: str = "auto", progress: bool | None = False,
+           **overrides) -> dict:
+    """Search a trained supernet run from Python (``genas.search_run``); returns the search result.
+
+    ``overrides`` are settings of the strategy (``population``, ``generations``, ``topk``,
+    ``mutations``, ...) or of the scoring (``val_images``, ``bn_images``, ``stds``, ``alpha``, ...;
+    see :class:`~genas.proxies.ScoringConfig`), starting from ``scoring`` (a ScoringConfig) or the
+    defaults with ``flatness_preset``. ``seed`` seeds both. ``data``: the run's own in-memory data
+    (see :func:`genas.data.from_tensors`). The result dict is ``RUN/search-<name>/result.json``
+    plus ``folder``, the search folder.
+    """
+    if strategy not in STRATEGIES:
+        raise GenasError(f"unknown search strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
+    search_fields = {f.name for f in dataclasses.fields(STRATEGIES[strategy][1])} - {"seed"}
+    scoring_fields = {f.name for f in dataclasses.fields(ScoringConfig)} - {"seed"}
+    unknown = sorted(set(overrides) - search_fields - scoring_fields)
+    if unknown:
+        raise GenasError(f"unknown search option(s) {', '.join(unknown)}; {strategy} search takes "
+                         f"{', '.join(sorted(search_fields))} and scoring takes {', '.join(sorted(scoring_fields))}")
+    search_cfg = make_config(strategy, seed=seed, **{k: v for k, v in overrides.items() if k in search_fields})
+    scoring_values = {k: v for k, v in overrides.items() if k in scoring_fields}
+    if scoring is not None:
+        if flatness_preset is not None:
+            raise GenasError("give either scoring= (a ScoringConfig) or flatness_preset=, not both")
+        scoring_cfg = dataclasses.replace(scoring, seed=seed, **scoring_values).validate()
+    else:
+        scoring_cfg = scoring_config(flatness_preset, seed=seed, **scoring_values)
+    result, out_dir = search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name=name, resume=resume,
+                                      device=device, progress=progress, data=data)
+    return {**result, "folder": str(out_dir)}
+
+
+def search_oracle(csv: str, column: str, out_dir: str | Path, strategy: str, search_cfg, space_name: str = "nb201",
+                  resume: bool = False, progress: bool | None = None) -> tuple[dict, Path]:
+    """Search a tabular benchmark by look-up (no training); writes ``out_dir``."""
+    space = get_space(space_name)
+    oracle = TabularOracle(csv, column, space)
+    result = run_search(space, oracle, strategy, search_cfg, out_dir, resume=resume, progress=progress,
+                        extra_result=dict(metric=column, oracle=dict(csv=str(Path(csv).resolve()), column=column)))
+    return result, Path(out_dir)
+
+
+__all__ = ["SCORING", "search_oracle", "search_run", "search_supernet"]
