@@ -151,3 +151,37 @@ def test_checkpoints_of_the_wrong_kind_are_one_line(tmp_path):
     torch.save({"model": Payload()}, run / "checkpoint.pt")
     assert "objects other than tensors" in one_error_line(
         genas("train-supernet", *TINY, "--epochs", "1", "-o", run, "--resume"))
+
+
+def test_a_moved_run_folder_resumes_and_reports(tmp_path):
+    """Run folders are tied to their content, not their path: a search killed in one place, moved
+    (here: renamed; another disk or machine is the same), resumes to the uninterrupted result."""
+    import shutil
+
+    search = ["--population", "3", "--topk", "2", "--mutations", "1", "--crossovers", "1", "--generations", "3",
+              "--val-images", "32", "--bn-images", "32", "--no-progress"]
+    a = tmp_path / "a" / "run"
+    assert genas("train-supernet", *TINY, "--epochs", "1", "-o", a).returncode == 0
+    b = tmp_path / "b" / "run"
+    shutil.copytree(a, b)
+    assert genas("search", "--run", a, *search).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "genas", "search", "--run", str(b), *search], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = b / "search-flatness" / "candidates.jsonl"
+    deadline = time.time() + 120
+    while (not log.exists() or len(log.read_text().splitlines()) < 4) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    shutil.move(str(b), str(moved))
+    res = genas("search", "--run", moved, *search, "--resume")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (moved / "search-flatness" / "result.json").read_bytes() == (a / "search-flatness" / "result.json").read_bytes()
+    other = tmp_path / "other"
+    assert genas("train-supernet", *TINY, "--epochs", "1", "--seed", "1", "-o", other).returncode == 0
+    shutil.copytree(moved / "search-flatness", other / "search-flatness")
+    line = one_error_line(genas("search", "--run", other, *search, "--resume"))
+    assert "supernet" in line  # another supernet (by digest) is refused, wherever the folders are

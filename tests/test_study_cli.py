@@ -37,7 +37,7 @@ def test_bench_score_correlate(tmp_path):
     assert r["flatness_losses_independent"][2] != r["flatness_losses_cumulative"][2]
     again = genas("score", "--bench", str(bench), "--run", str(run), "--metrics", metrics,
                   "--noise-modes", "independent,cumulative", "--seeds", "0,1", "-o", str(scores), *SCORE)
-    assert again.returncode == 0 and "0 rows appended" in again.stdout
+    assert again.returncode == 0 and "nothing to do" in again.stdout
     res = genas("correlate", "--truth", str(bench / "results.jsonl"), "--proxies", str(scores), "-o", str(corr),
                 "--truth-columns", "test_accuracy,shifted_accuracy", "--proxy-columns",
                 "flatness_independent,angle,accuracy,synflow,params", "--bootstrap", "20")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .errors import GenasError
 from .io import load_json, save_json
+from .run_folder import check_new_output
 
 if TYPE_CHECKING:
     import torch
@@ -38,8 +39,9 @@ def export_network(net: torch.nn.Module, meta: dict, input_shape: tuple[int, ...
     return out_dir
 
 
-def export_run(run: str | Path, out_dir: str | Path) -> Path:
+def export_run(run: str | Path, out_dir: str | Path, force: bool = False) -> Path:
     """Export the retrained winner of a `genas run` folder (or a `genas retrain` folder), final weights.
+    An existing export folder is refused unless ``force``.
 
     ``genotype.json`` records the normalisation the network expects (``mean``/``std`` on the 0-1
     scale), as its data recorded it, whether a named dataset or the user's own arrays.
@@ -50,6 +52,7 @@ def export_run(run: str | Path, out_dir: str | Path) -> Path:
     from .train.recipes import load_retrain_config
     from .train.retrain import build_network
 
+    check_new_output(out_dir, force)
     run = Path(run)
     folder = run / "retrain" if (run / "retrain").is_dir() else run
     if not (folder / "result.json").exists():

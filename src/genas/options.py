@@ -93,6 +93,8 @@ def to_dict(cfg) -> dict:
 
 def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
     """``cls(**values)``; keys the dataclass does not have are a one-line error."""
+    if not isinstance(values, Mapping):
+        raise GenasError(f"a {cls.__name__} must be a JSON object of settings, got {type(values).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -105,6 +107,8 @@ def check_resume(saved: Mapping[str, Any], wanted: Mapping[str, Any], where: Any
     """The one resume-compatibility check: ``where`` was made with ``saved``; refuse ``wanted`` if a
     key that changes what is computed differs, naming the first such key."""
     skip = set(may_change)
+    if not isinstance(saved, Mapping):
+        raise GenasError(f"{where}: its recorded settings are not a JSON object; it was not made by genas")
     for key in sorted(set(saved) | set(wanted)):
         if key in skip or saved.get(key) == wanted.get(key):
             continue

@@ -54,6 +54,20 @@ def claim_file(path: Path) -> tuple[bool, str]:
     return False, "? ?"
 
 
+def check_new_output(path: str | Path, force: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
+    """Refuse an output that would replace earlier results: an existing file, or a folder that is not
+    empty, unless ``force``; and never one of the command's own ``inputs``."""
+    path = Path(path)
+    for given in inputs:
+        if Path(given).resolve() == path.resolve():
+            raise GenasError(f"-o {path} is also an input of the command; it would replace its own input")
+    if force:
+        return path
+    if path.is_file() or (path.is_dir() and any(path.iterdir())) or (path.exists() and not path.is_dir()):
+        raise GenasError(f"{path} already exists; choose another -o (or pass --force to replace it)")
+    return path
+
+
 class RunFolder:
     """``path`` holds one ``what`` (e.g. "supernet run"); ``marker`` is the file whose presence
     says the folder holds such a run (its config or state).
@@ -176,4 +190,4 @@ class RunFolder:
         return read_jsonl(self.path / name)
 
 
-__all__ = ["LOCK", "RunFolder", "claim_file"]
+__all__ = ["LOCK", "RunFolder", "check_new_output", "claim_file"]

@@ -25,7 +25,9 @@ def write_search_report(out_dir: str | Path, retrain: dict | None = None, top: i
              f"- space: `{result['space']}`, seed {result['config']['seed']}, "
              f"{result['evaluations']} candidates evaluated",
              f"- best: `{best['genotype']}` with {metric} = {_fmt(best['score'])}"]
-    if "supernet_run" in result:
+    if "supernet" in result:
+        lines.append(f"- supernet: `final.pt` sha256 `{result['supernet'][:16]}…`")
+    elif "supernet_run" in result:  # folders made before the digest
         lines.append(f"- supernet: `{result['supernet_run']}`")
     if "oracle" in result:
         lines.append(f"- oracle: `{result['oracle']['csv']}` column `{result['oracle']['column']}`")

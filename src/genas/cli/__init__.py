@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except GenasError as exc:
         print(f"genas: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # unwritable folder, full disk, unreadable file: the path and the reason
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"genas: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("genas: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130

@@ -220,10 +220,10 @@ def name_option(container, flag: str, choices: Sequence | Callable[[], Sequence]
 
 
 def shared(output: str, *, output_required: bool = True, resume: str | None = None, device: str | None = None,
-           progress: str | None = None) -> argparse.ArgumentParser:
+           progress: str | None = None, force: bool = False) -> argparse.ArgumentParser:
     """The parent parser of the options commands share: ``-o/--output`` (with ``output`` as its help),
     and, where given, ``--resume`` (its help), ``--device`` (its default: ``auto`` or ``cpu``) and
-    ``--no-progress`` (its help)."""
+    ``--no-progress`` (its help), and ``--force`` for commands that write a fresh output."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("-o", "--output", required=output_required, help=output)
     if resume is not None:
@@ -233,6 +233,8 @@ def shared(output: str, *, output_required: bool = True, resume: str | None = No
         p.add_argument("--device", default=device, help=f"{where} (default {device})")
     if progress is not None:
         p.add_argument("--no-progress", action="store_true", help=progress)
+    if force:
+        p.add_argument("--force", action="store_true", help="replace an existing output (refused by default)")
     return p
 
 

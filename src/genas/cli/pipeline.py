@@ -250,14 +250,14 @@ def _add_retrain(sub) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..export import MODEL, export_run
 
-    out = export_run(args.run, args.output)
+    out = export_run(args.run, args.output, force=args.force)
     print(f"exported {out / MODEL} (load with torch.export.load(path).module(); no genas needed) and "
           f"{out / 'genotype.json'}")
     return 0
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", parents=[shared("output folder")],
+    p = sub.add_parser("export", parents=[shared("output folder", force=True)],
                        help="export the found, retrained network for plain PyTorch",
                        description="Write the winner of a `genas run` folder, with its retrained weights, as a "
                                    "torch.export program (model.pt2) that loads without genas, plus genotype.json "

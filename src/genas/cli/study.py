@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import GenasError
+from ..run_folder import check_new_output
 from .options import (add_config_options, add_scoring_options, comma_list, config_values, name_option,
                       progress_of, scoring_config, shared)
 
@@ -86,7 +87,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                     data_args=dict(name=bench.dataset, data_dir=bench.data_dir, split_seed=bench.split_seed),
                     noise_modes=tuple(args.noise_modes or ()) or ("independent",), device=args.device,
                     progress=progress_of(args), space=bench.space)
-    print(f"{n} rows appended to {args.output}")
+    print(f"{n} rows appended to {args.output}" if n else f"nothing to do: every row is already in {args.output}")
     return 0
 
 
@@ -121,7 +122,7 @@ def cmd_noise_grid(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid)
     n = noise_grid(_bench_genotypes(args.bench, connected_only=True), args.run, args.output, args.seeds or [0],
                    scoring_config(args), grid, device=args.device, progress=progress_of(args))
-    print(f"{n} rows appended to {args.output}")
+    print(f"{n} rows appended to {args.output}" if n else f"nothing to do: every row is already in {args.output}")
     return 0
 
 
@@ -149,6 +150,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..analysis.calibration import calibrate, load_grid
     from ..analysis.correlation import load_tables
 
+    check_new_output(args.output, args.force, [args.grid, *args.truth])
     result = calibrate(load_grid(args.grid), load_tables(args.truth, key="genotype"),
                        args.truth_columns or ["test_accuracy", "shifted_accuracy"], args.output,
                        bootstrap=args.bootstrap, seed=args.seed, splits=args.splits)
@@ -158,7 +160,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _add_calibrate(sub) -> None:
-    p = sub.add_parser("calibrate", parents=[shared("output folder")],
+    p = sub.add_parser("calibrate", parents=[shared("output folder", force=True)],
                        help="score every flatness variant from a noise grid and rank-correlate them",
                        description="Offline: from `genas noise-grid` rows, score each flatness variant (noise "
                                    "scaling, perturbed parameters, sigma list, alpha incl. auto, depth at sigma_1 "
@@ -183,6 +185,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
     from ..io import write_jsonl
     from ..proxies.combined import combine
 
+    check_new_output(args.output, args.force, [args.scores])
     rows = load_table(args.scores, key="genotype")
     suffix = f"_{args.noise_mode}" if args.noise_mode else ""
     flat_col = f"flatness{suffix}"
@@ -205,7 +208,7 @@ def _add_combine(sub) -> None:
     from ..proxies.perturb import NOISE_MODES
 
     gamma, s1 = ScoringConfig.gamma, ScoringConfig.stds[0]
-    p = sub.add_parser("combine", parents=[shared("JSONL file to write")],
+    p = sub.add_parser("combine", parents=[shared("JSONL file to write", force=True)],
                        help="derive angle+flatness / accuracy+flatness from recorded scores",
                        description="From `genas score` rows that hold angle, accuracy and flatness, compute the "
                                    "GeNAS combined metrics (angle/pi + gamma/s1*F, accuracy + gamma/s1*F) with the "
@@ -222,6 +225,7 @@ def cmd_outcome(args: argparse.Namespace) -> int:
     from ..analysis.correlation import load_tables
     from ..analysis.outcome import search_outcome
 
+    check_new_output(args.output, args.force, [*args.searches, *args.truth])
     result = search_outcome(args.searches, load_tables(args.truth, key="genotype"), args.output)
     print(f"{len(result['searches'])} searches, {len(result['missing'])} winner(s) without ground truth -> "
           f"{Path(args.output) / 'outcome.md'}")
@@ -229,7 +233,7 @@ def cmd_outcome(args: argparse.Namespace) -> int:
 
 
 def _add_outcome(sub) -> None:
-    p = sub.add_parser("outcome", parents=[shared("output folder")],
+    p = sub.add_parser("outcome", parents=[shared("output folder", force=True)],
                        help="look search winners up in the ground truth (per metric, mean ± std)",
                        description="For finished searches, report each winner's test and shifted-test accuracy from "
                                    "`genas bench` tables, and per metric the mean ± std over seeds. Winners without "
@@ -242,6 +246,7 @@ def _add_outcome(sub) -> None:
 def cmd_correlate(args: argparse.Namespace) -> int:
     from ..analysis.correlation import correlate, load_table, load_tables
 
+    check_new_output(args.output, args.force, [args.truth, *args.proxies])
     truth = load_table(args.truth, key=args.key)
     proxies = load_tables(args.proxies, key=args.key)
     result = correlate(truth, proxies, args.truth_columns or None, args.proxy_columns or None,
@@ -255,7 +260,7 @@ def cmd_correlate(args: argparse.Namespace) -> int:
 
 
 def _add_correlate(sub) -> None:
-    p = sub.add_parser("correlate", parents=[shared("output folder")],
+    p = sub.add_parser("correlate", parents=[shared("output folder", force=True)],
                        help="rank correlation of proxies with ground truth (Kendall, Spearman, P@10%%)",
                        description="Kendall tau-b, Spearman rho and precision@top-10% with bootstrap 95% CIs for every "
                                    "proxy column against every ground-truth column, plus proxies pairwise. Writes "

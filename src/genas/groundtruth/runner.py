@@ -185,7 +185,10 @@ def run_bench(out: str | Path, cfg: BenchConfig, workers: int = 1, resume: bool 
     """Fill ``out/results.jsonl`` up to ``cfg.num_archs`` rows, with ``workers`` local processes."""
     from ..spaces import get_space
 
+    from ..engine.distributed import resolve_device  # here: importing this module stays torch-free
+
     out = Path(out)
+    device = str(resolve_device(device))  # the common device check, before any file is written
     space = get_space(cfg.space)
     texts = {space.format(g) for g in cfg.validate().architectures(space)}  # bad genotypes fail before any file changes
     cfg = prepare(out, cfg, resume)

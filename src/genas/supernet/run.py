@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -74,6 +75,15 @@ def check_data(run: str | Path, data: Data) -> None:
     check_same_data(load_json(Path(run) / DATA), data, run)
 
 
+def supernet_digest(run: str | Path) -> str:
+    """SHA-256 of the run's ``final.pt``: identifies a supernet wherever its folder is moved or copied."""
+    h = hashlib.sha256()
+    with open(Path(run) / FINAL, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def require_finished(run: str | Path) -> Path:
     run = Path(run)
     if not (run / FINAL).exists():
@@ -82,4 +92,4 @@ def require_finished(run: str | Path) -> Path:
 
 
 __all__ = ["CHECKPOINT", "CONFIG", "DATA", "FINAL", "INIT", "LOG", "SUMMARY", "build_supernet_for", "check_data", "folder",
-           "load_run_config", "load_supernet", "network_spec", "require_finished", "snapshot_name"]
+           "load_run_config", "load_supernet", "network_spec", "require_finished", "snapshot_name", "supernet_digest"]

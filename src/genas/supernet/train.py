@@ -166,11 +166,12 @@ def train_supernet(cfg: SupernetConfig, run: str | Path, resume: bool = False, d
 
 def _train(cfg: SupernetConfig, run: Path, resume: bool, ctx: DistContext, progress: bool | None,
            data: Data | None) -> dict:
-    if resume and (run / rf.SUMMARY).exists():
+    cfg.validate()
+    if resume and (run / rf.SUMMARY).exists():  # finished: the same work comes back, other work is refused
+        rf.folder(run).check(to_dict(cfg), may_change=may_change(SupernetConfig))
         if data is not None:
             rf.check_data(run, data)
         return load_json(run / rf.SUMMARY)
-    cfg.validate()
     with rf.folder(run).locked(ctx.is_main):
         return _train_locked(cfg, run, resume, ctx, progress, data)
 

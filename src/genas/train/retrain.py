@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -52,6 +53,7 @@ from .recipes import (BEST, CONFIG, DATA, LAST, LOG, RESULT, RetrainConfig, cuto
                       lr_at, resolve_genotype, train_loss)
 from .standalone import train_indices
 
+log = logging.getLogger("genas")
 STATE_KEYS = ("model", "optimizer", "epoch", "torch_rng", "best", "last_eval")
 
 
@@ -235,10 +237,12 @@ class _Session:
 
 def _retrain(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: DistContext, progress: bool | None,
              data: Data | None) -> dict:
-    if resume and (out / RESULT).exists():
-        return load_json(out / RESULT)
     if cfg is not None:
         cfg.validate()
+    if resume and (out / RESULT).exists():  # finished: the same work comes back, other work is refused
+        if cfg is not None:
+            RunFolder(out, "retrain run", CONFIG).check(to_dict(cfg), may_change=may_change(RetrainConfig))
+        return load_json(out / RESULT)
     with RunFolder(out, "retrain run", CONFIG).locked(ctx.is_main):
         return _retrain_locked(cfg, out, resume, ctx, progress, data)
 
@@ -248,7 +252,10 @@ def _retrain_locked(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: Dis
     cfg, start_epoch = _prepare(out, cfg, resume)
     ctx.barrier()  # every rank has checked the folder before rank 0 writes into it
     cfg.validate()
-    resolve_genotype(cfg.space, cfg.genotype)  # a clear error before any data is loaded
+    genotype = resolve_genotype(cfg.space, cfg.genotype)  # a clear error before any data is loaded
+    if not get_space(cfg.space).is_connected(genotype):
+        log.warning("genas: warning: %s computes no function of its input (a disconnected cell); its network "
+                    "trains only the skeleton around it", cfg.genotype)
     if cfg.batch_size % ctx.world:
         raise GenasError(f"--batch-size {cfg.batch_size} must be divisible by the {ctx.world} distributed ranks")
     if data is None:

@@ -22,10 +22,11 @@ from tqdm import tqdm
 
 from ..engine.distributed import resolve_device
 from ..errors import GenasError
-from ..io import append_jsonl, read_jsonl, save_json
+from ..io import append_jsonl, load_json, read_jsonl, save_json
 from ..options import to_dict
 from ..proxies.measure import losses_under_noise
 from ..proxies.perturb import NOISE_PARAMS, NOISE_SCALINGS
+from ..supernet.run import require_finished, supernet_digest
 from .scoring import scoring_context
 
 
@@ -71,11 +72,16 @@ def noise_grid(genotypes: Sequence[str], run: str | Path, out_file: str | Path, 
     out_file = Path(out_file)
     header_path = out_file.with_suffix(".grid.json")
     header = json.loads(json.dumps(dict(grid=grid, scoring=to_dict(dc.replace(scoring_cfg.validate(), seed=0)),
-                                        supernet_run=str(Path(run).resolve()))))
+                                        supernet=supernet_digest(require_finished(run)))))
     if header_path.exists():
-        saved = json.loads(header_path.read_text())
-        if saved != header:
-            diff = sorted(k for k in header if saved.get(k) != header[k])
+        saved = load_json(header_path)
+        if "supernet_run" in saved:  # made before the digest: its absolute path is no identity (moved folders)
+            saved = {k: v for k, v in saved.items() if k != "supernet_run"}
+            header_cmp = {k: v for k, v in header.items() if k != "supernet"}
+        else:
+            header_cmp = header
+        if saved != header_cmp:
+            diff = sorted(k for k in header_cmp if saved.get(k) != header_cmp[k])
             raise GenasError(f"{out_file} was measured with other settings ({', '.join(diff)}); "
                              f"use another -o")
     done = {(r["genotype"], r["seed"]) for r in read_jsonl(out_file)}

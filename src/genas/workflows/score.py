@@ -55,6 +55,17 @@ def _score_row(ctx, text: str, seed: int, metrics, noise_modes, scoring_cfg) -> 
     return row
 
 
+def _check_same_columns(rows: list[dict], metrics, noise_modes, out_file: Path) -> None:
+    """Resuming a scores file with metrics its rows lack would skip them silently: refuse instead."""
+    if not rows:
+        return
+    wanted = {m if "flatness" not in m or len(noise_modes) == 1 else f"{m}_{noise_modes[0]}" for m in metrics}
+    missing = sorted(wanted - set(rows[0]))
+    if missing:
+        raise GenasError(f"{out_file} holds rows scored without {', '.join(missing)}; they would not be computed "
+                         f"for those rows: write the new metrics to another -o file")
+
+
 def score_archs(genotypes: list[str], metrics: list[str], out_file: str | Path, seeds: list[int], scoring_cfg,
                 run: str | Path | None = None, network: dict | None = None, data_args: dict | None = None,
                 noise_modes: tuple[str, ...] = ("independent",), device: str = "cpu",
@@ -75,7 +86,9 @@ def score_archs(genotypes: list[str], metrics: list[str], out_file: str | Path, 
     if supernet_metrics and run is None:
         raise GenasError(f"metrics {', '.join(supernet_metrics)} need a supernet: pass --run")
     out_file = Path(out_file)
-    done = {(r["genotype"], r["seed"]) for r in read_jsonl(out_file)}
+    rows = read_jsonl(out_file)
+    _check_same_columns(rows, metrics, noise_modes, out_file)
+    done = {(r["genotype"], r["seed"]) for r in rows}
     todo = [(g, s) for s in seeds for g in genotypes if (g, s) not in done]
     if not todo:
         return 0

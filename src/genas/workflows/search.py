@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 from pathlib import Path
 
 from ..engine.distributed import setup, teardown
@@ -11,11 +13,14 @@ from ..io import load_json, save_json
 from ..options import to_dict
 from ..proxies import ScoringConfig, get_proxy, make_evaluator, scoring_config
 from ..search import TabularOracle, make_config, run_search
-from ..search.driver import STRATEGIES, Shards
+from ..run_folder import RunFolder
+from ..search.driver import STATE, STRATEGIES, Shards
+from ..supernet import run as rf
 from ..spaces import get_space
 from .scoring import scoring_context
 
-SCORING = "scoring.json"
+SCORING, ORACLE = "scoring.json", "oracle.json"
+log = logging.getLogger("genas")
 
 
 def _scoring_defaults() -> dict:
@@ -24,11 +29,17 @@ def _scoring_defaults() -> dict:
 
 
 def _check_scoring(out_dir: Path, record: dict, resume: bool) -> None:
+    """A resumed search must use the same metric, scoring settings and supernet (by digest: the
+    folder may have been moved); folders made before a key existed ran with its default."""
     path = out_dir / SCORING
     record = json.loads(json.dumps(record))  # compare as stored (tuples become lists)
     if path.exists():
         saved = load_json(path)
         saved["scoring"] = {**_scoring_defaults(), **saved.get("scoring", {})}  # settings added since it was made
+        record = {k: v for k, v in record.items() if k != "supernet_run"}
+        saved.pop("supernet_run", None)  # older folders pinned an absolute path; the digest identifies it now
+        if "supernet" not in saved:
+            record.pop("supernet", None)
         if saved != record:
             diff = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
             raise GenasError(f"cannot resume {out_dir}: its metric/scoring settings differ in {', '.join(diff)} "
@@ -59,29 +70,31 @@ def _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resum
     get_proxy(metric)  # unknown metric -> clear error before any loading
     run = Path(run)
     out_dir = run / f"search-{name or metric}"
-    record = dict(metric=metric, scoring=to_dict(scoring_cfg.validate()), supernet_run=str(run.resolve()))
-    if (out_dir / "state.json").exists() and not resume:
-        raise GenasError(f"{out_dir} already holds a search; pass --resume to continue it or choose another --name")
-    _check_scoring(out_dir, record, resume)
-    ctx = scoring_context(run, scoring_cfg, dist_ctx.device, data=data)
-    blown = []
+    record = dict(metric=metric, scoring=to_dict(scoring_cfg.validate()), supernet=rf.supernet_digest(
+        rf.require_finished(run)))
+    with RunFolder(out_dir, "search", STATE).locked(dist_ctx.is_main):  # one process per search folder
+        if (out_dir / "state.json").exists() and not resume:
+            raise GenasError(f"{out_dir} already holds a search; pass --resume to continue it or choose another --name")
+        _check_scoring(out_dir, record, resume)
+        ctx = scoring_context(run, scoring_cfg, dist_ctx.device, data=data)
+        blown = []
 
-    def note(genotype, rec):
-        if rec.get("blew_up"):
-            blown.append(genotype)
-            print(f"genas: warning: loss not finite under noise for {ctx.space.format(genotype)}; flatness set to 0")
+        def note(genotype, rec):
+            if rec.get("blew_up"):
+                blown.append(genotype)
+                log.warning("genas: warning: loss not finite under noise for %s; flatness set to 0", ctx.space.format(genotype))
 
-    evaluate = make_evaluator(ctx, metric, note)  # a metric the space cannot serve fails before any write
-    shards = Shards(dist_ctx.rank, dist_ctx.world, dist_ctx.all_gather)
-    shards.barrier()  # every rank has checked the folder before rank 0 writes into it
-    if shards.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_json(record, out_dir / SCORING)
-    result = run_search(ctx.space, evaluate, strategy, search_cfg, out_dir, resume=resume,
-                        progress=progress, shards=shards,
-                        extra_result=dict(metric=metric, supernet_run=record["supernet_run"],
-                                          scoring=record["scoring"]))
-    return result, out_dir
+        evaluate = make_evaluator(ctx, metric, note)  # a metric the space cannot serve fails before any write
+        shards = Shards(dist_ctx.rank, dist_ctx.world, dist_ctx.all_gather)
+        shards.barrier()  # every rank has checked the folder before rank 0 writes into it
+        if shards.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_json(record, out_dir / SCORING)
+        result = run_search(ctx.space, evaluate, strategy, search_cfg, out_dir, resume=resume,
+                            progress=progress, shards=shards,
+                            extra_result=dict(metric=metric, supernet=record["supernet"],
+                                              scoring=record["scoring"]))
+        return result, out_dir
 
 
 def search_run(run: str | Path, metric: str = "flatness", strategy: str = "evolution", seed: int = 0, *,
@@ -123,8 +136,19 @@ def search_oracle(csv: str, column: str, out_dir: str | Path, strategy: str, sea
     """Search a tabular benchmark by look-up (no training); writes ``out_dir``."""
     space = get_space(space_name)
     oracle = TabularOracle(csv, column, space)
-    result = run_search(space, oracle, strategy, search_cfg, out_dir, resume=resume, progress=progress,
-                        extra_result=dict(metric=column, oracle=dict(csv=str(Path(csv).resolve()), column=column)))
+    folder = RunFolder(out_dir, "tabular search", STATE)
+    record = dict(column=column, space=space.name, table_sha256=hashlib.sha256(Path(csv).read_bytes()).hexdigest())
+    with folder.locked():
+        if (folder / ORACLE).exists():  # the same table and column, or the result would be relabelled
+            folder.check(record, ORACLE)
+        elif resume and folder.started:
+            raise GenasError(f"{out_dir} has no {ORACLE}; it was not made by `genas search --oracle`")
+        elif not folder.started:
+            folder.require_empty()
+            folder.save(record, ORACLE)
+        result = run_search(space, oracle, strategy, search_cfg, out_dir, resume=resume, progress=progress,
+                            extra_result=dict(metric=column, oracle=dict(csv=Path(csv).name, column=column,
+                                                                         table_sha256=record["table_sha256"])))
     return result, Path(out_dir)
 
 
