@@ -137,6 +137,11 @@ class SearchSpace(ABC):
         """Number of distinct genotypes."""
 
     # --- torch builders -----------------------------------------------------------------------
+    def canonical(self, genotype: Sequence[int], rule: str = "default") -> str:
+        """A string shared exactly by genotypes that compute the same function (their isomorphism
+        class); without a rule of its own, a space treats every genotype as distinct."""
+        return self.format(genotype)
+
     def published(self) -> dict[str, Genotype]:
         """Published architectures of this space by name (``--genotype NAME``); none by default."""
         return {}

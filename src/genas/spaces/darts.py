@@ -209,6 +209,18 @@ class DARTSSpace(SearchSpace):
                 g[i] = int((g[i] + rng.integers(1, n)) % n)
         return self.repair(tuple(g), rng)
 
+    def canonical(self, genotype: Sequence[int], rule: str = "default") -> str:
+        """The cell pair with each node's two (op, input) pairs in sorted order: node inputs are
+        summed, so the order of a node's two pairs does not change the function."""
+        if rule != "default":
+            raise ValueError(f"unknown DARTS canonical rule {rule!r}; use default")
+        pairs = self.to_pairs(genotype)
+        cells = {}
+        for which in CELL_NAMES:
+            cell = pairs[which]
+            cells[which] = [p for node in range(STEPS) for p in sorted(cell[2 * node: 2 * node + 2])]
+        return f"normal={cells['normal']!r} reduce={cells['reduce']!r}"
+
     # --- encoding -------------------------------------------------------------------------------
     def to_pairs(self, genotype: Sequence[int]) -> dict[str, list[tuple[str, int]]]:
         """``{"normal": [(op, input), ...], "reduce": [...]}`` as ``parse_searched_cell`` lists them."""
