@@ -303,3 +303,33 @@ def test_damaged_state_files_are_one_line_and_left_as_they_are(world, tmp_path, 
     assert rc == 2, f"exit code {rc}, stderr: {err[-1500:]}"
     assert len(lines) == 1 and lines[0].startswith("genas: error: ") and "Traceback" not in err, err[-1500:]
     assert files_of(copy) == before, "the damaged folder was changed"
+
+
+@pytest.mark.parametrize("failure", ["disk-full", "permission-denied"])
+def test_an_unwritable_output_is_one_line(tmp_path, capsys, monkeypatch, failure):
+    """A full disk or an unwritable folder (simulated: the tests run as root, which ignores
+    permissions) ends in one line naming the path and the reason, whatever write hits it."""
+    import errno
+    import os
+
+    import genas.io
+
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    if failure == "disk-full":
+        monkeypatch.setattr(genas.io.os, "fsync", full_disk)
+    else:
+        monkeypatch.setattr("genas.run_folder.os.open", denied)
+    capsys.readouterr()
+    rc = main(["train-supernet", *SUPERNET, "-o", str(tmp_path / "run")])
+    monkeypatch.setattr(genas.io.os, "fsync", real_fsync)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("genas: error: ")
+    assert str(tmp_path / "run") in err[0]
+    assert ("No space left" in err[0]) if failure == "disk-full" else ("Permission denied" in err[0])

@@ -25,19 +25,27 @@ def _durable(path: Path) -> None:
 def atomic_write(path: Path, write: Callable) -> None:
     """Write ``path`` through ``write(binary_file)`` into a temp file that is fsync'd and renamed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # full disk, unwritable folder: the path and the reason, the old file intact
+        _remove(tmp)
+        raise GenasError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
     _durable(path)
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None and os.path.exists(tmp):
+        os.unlink(tmp)
 
 
 def json_safe(obj: Any) -> Any:
@@ -92,6 +100,14 @@ def append_jsonl(record: dict, path: Path) -> None:
     the line being written; concurrent writers never interleave). A torn tail left by a crash
     (bytes after the last newline) is cut off first, so it never glues onto the new line."""
     line = (dumps(record) + "\n").encode()
+    try:
+        _append(path, line)
+    except OSError as exc:
+        raise GenasError(f"cannot append to {path}: {exc.strerror or exc}") from None
+    _durable(path)
+
+
+def _append(path: Path, line: bytes) -> None:
     with open(path, "ab+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -104,7 +120,6 @@ def append_jsonl(record: dict, path: Path) -> None:
             os.fsync(f.fileno())
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-    _durable(path)
 
 
 def write_jsonl(records: Iterable[dict], path: Path) -> None:
