@@ -185,3 +185,18 @@ def test_a_moved_run_folder_resumes_and_reports(tmp_path):
     shutil.copytree(moved / "search-flatness", other / "search-flatness")
     line = one_error_line(genas("search", "--run", other, *search, "--resume"))
     assert "supernet" in line  # another supernet (by digest) is refused, wherever the folders are
+
+
+def test_a_results_file_in_use_is_refused(tmp_path):
+    """`genas score` / `noise-grid` append to one file: a second process on it is refused."""
+    out = tmp_path / "scores.jsonl"
+    (tmp_path / "scores.jsonl.lock").write_text("elsewhere 7")
+    from genas.run_folder import FileLock
+
+    with pytest.raises(GenasError, match="in use by pid 7 on elsewhere"):
+        with FileLock(out):
+            pass
+    (tmp_path / "scores.jsonl.lock").unlink()
+    with FileLock(out):
+        assert (tmp_path / "scores.jsonl.lock").read_text().split()[1] == str(os.getpid())
+    assert not (tmp_path / "scores.jsonl.lock").exists()

@@ -68,6 +68,30 @@ def check_new_output(path: str | Path, force: bool = False, inputs: Iterable[str
     return path
 
 
+class FileLock:
+    """``with FileLock(out_file):`` -- one process appends to a results file (``out_file.lock``, host and
+    pid; a lock left by a dead process on this host is taken over)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.lock = self.path.with_name(self.path.name + ".lock")
+
+    def __enter__(self) -> "FileLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            claimed, holder = claim_file(self.lock)
+        except OSError as exc:
+            raise GenasError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+        if not claimed:
+            host, pid = holder.split()
+            raise GenasError(f"{self.path} is in use by pid {pid} on {host} (lock {self.lock}; delete it only if "
+                             f"that process is gone)")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.unlink(missing_ok=True)
+
+
 class RunFolder:
     """``path`` holds one ``what`` (e.g. "supernet run"); ``marker`` is the file whose presence
     says the folder holds such a run (its config or state).
@@ -190,4 +214,4 @@ class RunFolder:
         return read_jsonl(self.path / name)
 
 
-__all__ = ["LOCK", "RunFolder", "check_new_output", "claim_file"]
+__all__ = ["LOCK", "FileLock", "RunFolder", "check_new_output", "claim_file"]

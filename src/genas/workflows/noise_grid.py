@@ -26,6 +26,7 @@ from ..io import append_jsonl, load_json, read_jsonl, save_json
 from ..options import to_dict
 from ..proxies.measure import losses_under_noise
 from ..proxies.perturb import NOISE_PARAMS, NOISE_SCALINGS
+from ..run_folder import FileLock
 from ..supernet.run import require_finished, supernet_digest
 from .scoring import scoring_context
 
@@ -67,9 +68,13 @@ def noise_grid(genotypes: Sequence[str], run: str | Path, out_file: str | Path, 
     Resumable: rows already in ``out_file`` are skipped; a header ``<out_file>.grid.json`` records the
     grid and scoring settings, and resuming with different ones is refused. Returns rows written.
     """
-
     grid = dict(grid or DEFAULT_GRID)
     out_file = Path(out_file)
+    with FileLock(out_file):  # one process appends to a grid file
+        return _measure(genotypes, run, out_file, seeds, scoring_cfg, grid, device, progress)
+
+
+def _measure(genotypes, run, out_file: Path, seeds, scoring_cfg, grid: dict, device: str, progress) -> int:
     header_path = out_file.with_suffix(".grid.json")
     header = json.loads(json.dumps(dict(grid=grid, scoring=to_dict(dc.replace(scoring_cfg.validate(), seed=0)),
                                         supernet=supernet_digest(require_finished(run)))))

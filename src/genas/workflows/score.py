@@ -10,6 +10,7 @@ from ..data import load_data
 from ..engine.distributed import resolve_device
 from ..errors import GenasError
 from ..io import append_jsonl, read_jsonl
+from ..run_folder import FileLock
 from ..proxies import ProxyContext, flatness_score, get_proxy, needs_supernet
 from ..spaces import NetworkSpec, get_space
 from .scoring import scoring_context
@@ -86,6 +87,13 @@ def score_archs(genotypes: list[str], metrics: list[str], out_file: str | Path, 
     if supernet_metrics and run is None:
         raise GenasError(f"metrics {', '.join(supernet_metrics)} need a supernet: pass --run")
     out_file = Path(out_file)
+    with FileLock(out_file):  # one process appends to a scores file
+        return _score_locked(genotypes, metrics, out_file, seeds, scoring_cfg, run, network, data_args, noise_modes,
+                             device, progress, space, data)
+
+
+def _score_locked(genotypes, metrics, out_file: Path, seeds, scoring_cfg, run, network, data_args, noise_modes,
+                  device, progress, space, data) -> int:
     rows = read_jsonl(out_file)
     _check_same_columns(rows, metrics, noise_modes, out_file)
     done = {(r["genotype"], r["seed"]) for r in rows}
