@@ -84,6 +84,9 @@ def _complete_end(f, end: int, window: int = 1 << 20) -> int:
     the file ends with a newline, or when no newline is found in the last ``window`` bytes)."""
     if end == 0:
         return 0
+    f.seek(end - 1)
+    if f.read(1) == b"\n":  # the usual case: one byte read, not the tail
+        return end
     start = max(0, end - window)
     f.seek(start)
     tail = f.read()

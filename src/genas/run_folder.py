@@ -68,6 +68,18 @@ def check_new_output(path: str | Path, force: bool = False, inputs: Iterable[str
     return path
 
 
+def acquire(lock: Path, what: Path) -> None:
+    """Claim ``lock`` for ``what``, or one line naming the process that holds it."""
+    try:
+        claimed, holder = claim_file(lock)
+    except OSError as exc:
+        raise GenasError(f"cannot lock {what}: {exc.strerror or exc}") from None
+    if not claimed:
+        host, pid = holder.split()
+        raise GenasError(f"{what} is in use by pid {pid} on {host} (lock {lock}; delete it only if that process "
+                         f"is gone)")
+
+
 class FileLock:
     """``with FileLock(out_file):`` -- one process appends to a results file (``out_file.lock``, host and
     pid; a lock left by a dead process on this host is taken over)."""
@@ -79,13 +91,9 @@ class FileLock:
     def __enter__(self) -> "FileLock":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            claimed, holder = claim_file(self.lock)
         except OSError as exc:
-            raise GenasError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-        if not claimed:
-            host, pid = holder.split()
-            raise GenasError(f"{self.path} is in use by pid {pid} on {host} (lock {self.lock}; delete it only if "
-                             f"that process is gone)")
+            raise GenasError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
+        acquire(self.lock, self.path)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -125,15 +133,7 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise GenasError(f"cannot create {self.path}: {exc.strerror or exc}") from None
-        lock = self.path / LOCK
-        try:
-            claimed, holder = claim_file(lock)
-        except OSError as exc:
-            raise GenasError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-        if not claimed:
-            host, pid = holder.split()
-            raise GenasError(f"{self.path} is in use by pid {pid} on {host} (lock {lock}; delete it only if "
-                             f"that process is gone)")
+        acquire(self.path / LOCK, self.path)
         _HELD[key] = 1
 
     def unlock(self) -> None:

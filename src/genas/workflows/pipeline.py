@@ -101,7 +101,6 @@ def _run_steps(p: dict, preset: str, out: Path, metric: str, seed: int, space: s
 
 
 def _seconds_per_candidate(search_dir: Path) -> float | None:
-
     rows = read_jsonl(search_dir / LOG)
     secs = [r["raw"]["seconds"] for r in rows if isinstance(r.get("raw"), dict) and "seconds" in r["raw"]]
     return round(sum(secs) / len(secs), 4) if secs else None

@@ -72,16 +72,13 @@ def _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resum
     out_dir = run / f"search-{name or metric}"
     record = dict(metric=metric, scoring=to_dict(scoring_cfg.validate()), supernet=rf.supernet_digest(
         rf.require_finished(run)))
-    with RunFolder(out_dir, "search", STATE).locked(dist_ctx.is_main):  # one process per search folder
-        if (out_dir / "state.json").exists() and not resume:
-            raise GenasError(f"{out_dir} already holds a search; pass --resume to continue it or choose another --name")
+    folder = RunFolder(out_dir, "search", STATE)
+    with folder.locked(dist_ctx.is_main):  # one process per search folder
+        folder.open(resume, missing_ok=True)  # a used folder needs --resume: refused before anything is loaded
         _check_scoring(out_dir, record, resume)
         ctx = scoring_context(run, scoring_cfg, dist_ctx.device, data=data)
-        blown = []
-
         def note(genotype, rec):
             if rec.get("blew_up"):
-                blown.append(genotype)
                 log.warning("genas: warning: loss not finite under noise for %s; flatness set to 0", ctx.space.format(genotype))
 
         evaluate = make_evaluator(ctx, metric, note)  # a metric the space cannot serve fails before any write
