@@ -12,7 +12,8 @@ demo: setup
 	@if [ -f $(DEMO_RUN)/config.json ]; then resume=--resume; else resume=; fi; \
 	$(VENV)/bin/genas run --preset quick -o $(DEMO_RUN) $$resume
 
-test: setup
+test:
+	@VENV=$(VENV) bash scripts/setup.sh --test
 	$(VENV)/bin/python -m pytest -q
 
 clean-demo:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import platform
 import subprocess
@@ -33,6 +34,7 @@ import torch
 
 from genas.proxies import ScoringConfig, ScoringContext
 from genas.engine.bn import recalibrate_bn
+from genas.engine.precision import exact_fp32, tf32
 from genas.proxies.flatness import flatness_score
 from genas.proxies.measure import _FastTwin, losses_under_noise
 from genas.proxies.reference import official_score, stack_batches
@@ -64,13 +66,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the candidates and the noise")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for our scorer (GPU only)")
+    p.add_argument("--tf32", action="store_true", help="TF32 on for cuDNN convolutions and CUDA matmuls in both "
+                                                      "scorers (GPU only); by default both run exact fp32, TF32 "
+                                                      "off, as genas scoring does")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--chunk", type=int, help="our forward sub-batch (default 64 on CPU, 1024 on GPU)")
     p.add_argument("--eval-batch", type=int, default=500, help="our cached validation batch size (default 500)")
     p.add_argument("--fuse-bn", action="store_true", help="fold BN into convs in our scorer (no gain measured on CPU)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW in our scorer")
-    p.add_argument("--bn-channels-last", action="store_true",
-                   help="also run our BN recalibration in NHWC (faster; changes BN statistics by ~1e-6 relative)")
+    p.add_argument("--bn-layout", choices=("nhwc", "nchw"),
+                   default="nhwc" if ScoringConfig().bn_channels_last else "nchw",
+                   help="memory format of our BN recalibration (default: ScoringConfig.bn_channels_last; NHWC is "
+                        "faster on CPU and changes BN statistics by rounding only)")
     p.add_argument("--ablation", action="store_true", help="also time our scorer with each option added in turn")
     args = p.parse_args(argv)
     mode = MODES["quick" if args.quick else "full"]
@@ -92,6 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--device cuda: no CUDA device is available")
     if args.bf16 and args.device != "cuda":
         p.error("--bf16 needs --device cuda (bf16 autocast is offered on GPU only)")
+    if args.tf32 and args.device != "cuda":
+        p.error("--tf32 needs --device cuda")
     if args.run is not None and not (args.run / "final.pt").exists():
         p.error(f"--run {args.run}: no finished supernet there (final.pt missing)")
     if args.chunk is None:
@@ -135,19 +144,22 @@ def timed(fn, device: str):
 
 
 def side_by_side(ctx: ScoringContext, candidates, args, opts: dict) -> dict:
-    """Scores and total seconds of both scorers, alternating per candidate so that any drift in
-    the machine's load hits both alike."""
+    """Scores and total seconds of both scorers and of the two forward floors, alternating per
+    candidate so that any drift in the machine's load hits all four alike."""
     val_x, val_y = stack_batches(ctx.val_batches)
-    out = dict(official=[], ours=[], t_official=0.0, t_ours=0.0)
+    images = sum(len(y) for _, y in ctx.bn_batches) + len(args.stds) * ctx.val_image_count
+    out = dict(official=[], ours=[], t_official=0.0, t_ours=0.0, t_floor=0.0, t_fast_floor=0.0)
     for g in candidates:
         (score, _), secs = timed(lambda: official_score(ctx.supernet, g, ctx.bn_batches, val_x, val_y, args.stds,
                                                         seed=args.seed), args.device)
         out["official"].append(score)
         out["t_official"] += secs
         score, secs = timed(lambda: our_score(ctx, g, args.stds, args.seed, opts, bf16=args.bf16,
-                                              bn_channels_last=args.bn_channels_last), args.device)
+                                              bn_channels_last=args.bn_layout == "nhwc"), args.device)
         out["ours"].append(score)
         out["t_ours"] += secs
+        out["t_floor"] += forward_floor(ctx, [g], images, args.device)
+        out["t_fast_floor"] += fast_forward_floor(ctx, [g], images, opts, args.device)
     return out
 
 
@@ -158,9 +170,7 @@ def our_score(ctx: ScoringContext, genotype, stds, seed: int, opts: dict, bf16: 
     The extracted path has exactly the supernet's parameters, so the noise is the official code's.
     """
     net = ctx.supernet.extract(genotype)
-    if bn_channels_last:  # NHWC recalibration: faster, but BN statistics then round differently
-        net = net.to(memory_format=torch.channels_last)
-    recalibrate_bn(net, ctx.bn_batches, "official")
+    recalibrate_bn(net, ctx.bn_batches, "official", channels_last=bn_channels_last)  # as ScoringContext does
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with autocast:
         measured = losses_under_noise(net, ctx.val_batches, stds, seed=seed, mode="cumulative",
@@ -218,6 +228,11 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = ensure_supernet(args.run)
+    with tf32(True) if args.tf32 else exact_fp32():  # both scorers and the floors: TF32 on, or exact fp32
+        return _main(args, run)
+
+
+def _main(args, run) -> dict:
     cfg = ScoringConfig(val_images=args.val_images, bn_images=args.bn_images, bn_mode="official",
                         noise_mode="cumulative", batch_size=args.eval_batch, stds=args.stds, seed=args.seed)
     ctx = scoring_context(run, cfg, device=args.device)
@@ -227,12 +242,11 @@ def main(argv=None) -> dict:
     images = n_bn + len(args.stds) * n_val  # pushed through each candidate by our scorer
 
     ours_warm = our_score(ctx, candidates[0], args.stds, args.seed, opts, bf16=args.bf16,
-                          bn_channels_last=args.bn_channels_last)  # warm-up
+                          bn_channels_last=args.bn_layout == "nhwc")  # warm-up
     both = side_by_side(ctx, candidates, args, opts)
     official, ours, t_official, t_ours = both["official"], both["ours"], both["t_official"], both["t_ours"]
     assert ours[0] == ours_warm, "our scorer is not deterministic"
-    t_floor = forward_floor(ctx, candidates, images, args.device)
-    t_fast_floor = fast_forward_floor(ctx, candidates, images, opts, args.device)
+    t_floor, t_fast_floor = both["t_floor"], both["t_fast_floor"]
 
     out = dict(
         speedup_vs_official=t_official / t_ours,
@@ -242,9 +256,10 @@ def main(argv=None) -> dict:
         ours_cand_per_s=len(candidates) / t_ours,
         overhead_vs_own_forward=t_ours / t_fast_floor,
         candidates=len(candidates), val_images=n_val, bn_images=n_bn, images_per_candidate=images,
-        stds=list(args.stds), options=opts, bn_channels_last=args.bn_channels_last, bf16=args.bf16,
+        stds=list(args.stds), options=opts, bn_channels_last=args.bn_layout == "nhwc", bf16=args.bf16,
+        tf32=args.tf32, scores_ours=ours, scores_official=official,
         device=args.device, threads=torch.get_num_threads(), run=str(run),
-        supernet=ctx.supernet.config() | dict(affine=getattr(ctx.supernet, "affine", None)),
+        supernet=dataclasses.asdict(ctx.supernet.spec),
         torch=torch.__version__, machine=platform.processor() or platform.machine(),
         mode="quick" if args.quick else "full",
     )

@@ -20,6 +20,15 @@ Measure once at high fidelity, derive every cost point offline:
              per-candidate sample 1, each for all candidates; then samples 2, 3, ... Records are
              appended to a JSONL file; a rerun skips what is there (resume).
 
+             Antithetic pairs (issue #15, ``--antithetic-samples S``): the minus side (theta - s d) of
+             CRN sample s on the noise images (kind ``anti``), then the plus side on images
+             ``--noise-images``..``--ext-noise-images`` (``crn_ext``) and the minus side on
+             ``--noise-images``..``--anti-ext-images`` (``anti_ext``), for s = 0..S-1; all before
+             the extra clean images and further plain samples. ``--extraction identity-affine`` scores the candidate
+             as ``records.jsonl`` was measured (before the extraction fix of 69e9540: cell BNs with
+             identity affine parameters that the noise also perturbs), so the minus sides pair
+             exactly with the recorded plus sides.
+
 ``analyze``  Kendall tau-b (i) between two independent noise samples on the same images and
              (ii) of each cost point against the reference ranking, averaged over disjoint image
              subsets and sample choices; forward-pass cost relative to the official single-draw
@@ -84,6 +93,7 @@ def measure(args) -> int:
 
     from genas.proxies import ScoringConfig
     from genas.workflows.scoring import scoring_context
+    from genas.proxies.measure import _FastTwin
     from genas.proxies.perturb import perturbed_levels
 
     torch.set_num_threads(1)
@@ -97,26 +107,53 @@ def measure(args) -> int:
             except json.JSONDecodeError:  # a line cut by a kill: measured again
                 continue
             done.add((r["cand"], r["kind"], r.get("sample", -1)))
+    meta_path = out.parent / "measure_meta.json"
+    old_meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if done and old_meta.get("extraction", "identity-affine") != args.extraction:  # key missing: made before it
+        raise SystemExit(f"{out} was measured with --extraction {old_meta.get('extraction', 'identity-affine')}; "
+                         f"use another --out")
     total_clean = max(args.clean_images, args.extra_clean_images or 0)
     cfg = ScoringConfig(val_images=total_clean, batch_size=args.batch, seed=args.seed)
     ctx = scoring_context(args.run, cfg, device="cpu")
     cands = sample_candidates(ctx.space, args.candidates, args.seed)
-    noise_batches = ctx.val_batches[: math.ceil(args.noise_images / args.batch)]
+    n_noise = math.ceil(args.noise_images / args.batch)
+    noise_batches = ctx.val_batches[:n_noise]
+    ext_parts = {"crn_ext": ctx.val_batches[n_noise: math.ceil((args.ext_noise_images or 0) / args.batch)],
+                 "anti_ext": ctx.val_batches[n_noise: math.ceil((args.anti_ext_images or 0) / args.batch)]}
     n_first = math.ceil(args.clean_images / args.batch)
     clean_parts = {"clean": ctx.val_batches[:n_first], "clean2": ctx.val_batches[n_first:]}
     stds = tuple(args.stds)
     meta = dict(run=str(args.run), seed=args.seed, clean_images=args.clean_images, extra_clean_images=total_clean,
                 noise_images=sum(len(y) for _, y in noise_batches), batch=args.batch, stds=list(stds),
-                candidates=[ctx.space.format(g) for g in cands], samples=args.samples,
+                candidates=[ctx.space.format(g) for g in cands], samples=max(args.samples, old_meta.get("samples", 0)),
                 torch=torch.__version__, python=platform.python_version(),
-                machine=platform.processor() or platform.machine())
-    (out.parent / "measure_meta.json").write_text(json.dumps(meta, indent=1))
+                machine=platform.processor() or platform.machine(), extraction=args.extraction,
+                antithetic_samples=max(args.antithetic_samples, old_meta.get("antithetic_samples", 0)),
+                ext_noise_images=args.ext_noise_images or old_meta.get("ext_noise_images"),
+                anti_ext_images=args.anti_ext_images or old_meta.get("anti_ext_images"))
+    meta_path.write_text(json.dumps(meta, indent=1))
     nets: dict[int, torch.nn.Module] = {}
+
+    def extracted(g):
+        if args.extraction == "current":
+            net = ctx.recalibrated(g)
+            ctx._last = None  # keep our own cache; the context's holds one net only
+            return net
+        from genas.engine.bn import recalibrate_bn
+        from genas.spaces.nb201_net import NB201Network
+
+        sn = ctx.supernet  # the extraction before 69e9540: identity affine cell BNs, as records.jsonl
+        net = NB201Network(g, channels=sn.channels, cells_per_stage=sn.cells_per_stage, num_classes=sn.num_classes,
+                           in_channels=sn.in_channels, affine=True)
+        state = net.state_dict()
+        state.update(sn.subnet_state_dict(g))
+        net.load_state_dict(state, strict=True)
+        recalibrate_bn(net, ctx.bn_batches, cfg.bn_mode)
+        return net
 
     def net_of(i):
         if i not in nets:
-            nets[i] = ctx.recalibrated(cands[i])
-            ctx._last = None  # keep our own cache; the context's holds one net only
+            nets[i] = extracted(cands[i])
         return nets[i]
 
     units = [(0, i, "clean") for i in range(len(cands))]
@@ -130,6 +167,21 @@ def measure(args) -> int:
     # stopped early still covers every candidate)
     order = {"clean": 0, "crn": 1, "clean2": 2, "ind": 3}
     units.sort(key=lambda u: (u[0], 0 if u[0] == 0 else order[u[2]], u[1], order[u[2]]))
+    # antithetic: the minus sides on the noise images, the extra clean images, then per sample the
+    # plus and minus sides on further images; all before further plain samples
+    S_a = range(args.antithetic_samples)
+    anti = [(s, i, "anti") for s in S_a for i in range(len(cands))]
+    ext = [(s, i, kind) for s in S_a for kind in ("crn_ext", "anti_ext") if ext_parts[kind]
+           for i in range(len(cands))]
+    anti, ext = ([u for u in us if (u[1], u[2], u[0]) not in done] for us in (anti, ext))
+    if anti or ext:  # per draw: its minus side, then its extension to further images
+        rank = {"anti": 0, "crn_ext": 1, "anti_ext": 2}
+        units = sorted(anti + ext, key=lambda u: (u[0], rank[u[2]], u[1])) + units
+    if args.only_kinds:  # a share of the work, for parallel processes writing separate files
+        units = [u for u in units
+                 if u[2] in args.only_kinds and (args.only_samples is None or u[0] in args.only_samples)]
+    if args.only_cands:
+        units = [u for u in units if u[1] in args.only_cands]
     t0, passes = time.time(), 0
     if out.exists() and out.stat().st_size and not out.read_bytes().endswith(b"\n"):
         with out.open("a") as f:
@@ -139,18 +191,34 @@ def measure(args) -> int:
             net = net_of(i).eval()
             g = cands[i]
             rec = dict(cand=i, genotype=ctx.space.format(g), kind=kind)
+            if args.nhwc:  # NHWC forward (measure.py's twin): ~1.7x here, rounding only (~1e-7)
+                rec["forward"] = "nhwc"
+                twin = _FastTwin(net, False, True)
+
+                def forward(x):
+                    return twin(x)
+            else:
+                forward = net
             if kind in clean_parts:
                 part = clean_parts[kind]
-                rec.update(sample=-1, batch_sizes=[len(y) for _, y in part], losses=[batch_losses(net, part)])
+                if args.nhwc:
+                    twin.refresh()
+                rec.update(sample=-1, batch_sizes=[len(y) for _, y in part], losses=[batch_losses(forward, part)])
                 passes += sum(len(y) for _, y in part)
             else:
-                ckey = None if kind == "crn" else zlib.crc32(ctx.space.format(g).encode())
+                ckey = zlib.crc32(ctx.space.format(g).encode()) if kind == "ind" else None
+                part = ext_parts.get(kind, noise_batches)
                 levels = []
                 for _k, _std in perturbed_levels(net, stds, mode="independent", sample=s, seed=args.seed,
-                                                 key_of=ctx.noise_key(g), candidate_key=ckey):
-                    levels.append(batch_losses(net, noise_batches))
-                rec.update(sample=s, stds=list(stds), batch_sizes=[len(y) for _, y in noise_batches], losses=levels)
-                passes += len(stds) * meta["noise_images"]
+                                                 key_of=ctx.noise_key(g), candidate_key=ckey,
+                                                 sign=-1 if kind.startswith("anti") else 1):
+                    if args.nhwc:
+                        twin.refresh()
+                    levels.append(batch_losses(forward, part))
+                rec.update(sample=s, stds=list(stds), batch_sizes=[len(y) for _, y in part], losses=levels)
+                if kind in ext_parts:
+                    rec["first_image"] = n_noise * args.batch
+                passes += len(stds) * sum(len(y) for _, y in part)
             f.write(json.dumps(rec) + "\n")
             f.flush()
             el = time.time() - t0
@@ -208,8 +276,9 @@ def load(records: Path):
     bc = np.array(clean[cands[0]]["batch_sizes"], dtype=float)
     clean2 = {r["cand"]: r for r in rows if r["kind"] == "clean2"}
     if clean2 and all(i in clean2 for i in cands):  # the extra clean images, when measured for all
-        C = np.concatenate([C, np.array([clean2[i]["losses"][0] for i in cands])], axis=1)
-        bc = np.concatenate([bc, np.array(clean2[cands[0]]["batch_sizes"], dtype=float)])
+        n2 = min(len(clean2[i]["batch_sizes"]) for i in cands)  # as many as every candidate has
+        C = np.concatenate([C, np.array([clean2[i]["losses"][0][:n2] for i in cands])], axis=1)
+        bc = np.concatenate([bc, np.array(clean2[cands[0]]["batch_sizes"][:n2], dtype=float)])
     meta["analysed_clean_images"] = int(bc.sum())
     N = {m: np.array([[noise[(i, m, s)]["losses"] for s in range(samples[m])] for i in cands]) for m in ("crn", "ind")}
     bn = np.array(noise[(cands[0], "crn", 0)]["batch_sizes"], dtype=float)
@@ -242,6 +311,121 @@ def racing(est_fn, n_cand: int, n_batches: int, first: int = 1, keep: float = 0.
     # eliminated earlier ranks below; estimates are on comparable per-image scales
     key = rung_of * 1e6 + (np.argsort(np.argsort(last)) / n_cand)
     return key, used
+
+
+def antithetic_rows(records: Path, C, bc, bn, meta, lists, alphas, official, curves):
+    """Antithetic pairs vs single draws at equal forward passes (issue #15; the rule is in the README).
+
+    Every scheme uses CRN draws 0..S-1: ``single`` = the plus side of one draw, ``2 draws`` = two
+    independent plus sides, ``pair`` = the mean of a draw's plus and minus side, ``2 pairs`` = both
+    draws paired; on disjoint image subsets of the images where those sides were measured. References:
+    the clean loss on the images no scheme uses (``clean2``, 3000-8000 when measured) + the mean noise
+    shift on the first noise images over every draw measured there (``all draws``: both signs and the
+    per-candidate draws) or over the plus sides only (``plus only``, the definition of the rows above).
+    """
+    rows_in = []
+    for line in Path(records).read_text().splitlines():
+        try:
+            rows_in.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    n_cand = len(meta["candidates"])
+    rec = {(r["cand"], r["kind"], r.get("sample", -1)): r for r in rows_in}
+
+    def complete(kind):  # samples 0..S-1 of ``kind`` measured for every candidate
+        S = 0
+        while all((i, kind, S) in rec for i in range(n_cand)):
+            S += 1
+        return S
+
+    def arr(kind, S):  # [C, S, K, B] per-batch summed losses
+        return np.array([[rec[(i, kind, s)]["losses"] for s in range(S)] for i in range(n_cand)])
+
+    S_p, S_m, S_i = complete("crn"), complete("anti"), complete("ind")
+    if S_m == 0 or C.shape[0] != n_cand:
+        return []
+    S_pe, S_me = min(complete("crn_ext"), S_p), min(complete("anti_ext"), S_m)
+    P, M, I = arr("crn", S_p), arr("anti", S_m), arr("ind", S_i)
+    nb = P.shape[-1]
+    # the sides on the noise images (all draws) and, where measured, extended to further images
+    Pf = np.concatenate([P[:, :S_pe], arr("crn_ext", S_pe)], axis=-1) if S_pe else P
+    Mf = np.concatenate([M[:, :S_me], arr("anti_ext", S_me)], axis=-1) if S_me else M
+    bsz = float(bn.mean())
+    used = max(Pf.shape[-1], Mf.shape[-1])  # batches of the clean images some scheme uses
+    if len(bc) <= used:
+        return []  # no held-out clean images left
+    held = C[:, used:].sum(1) / bc[used:].sum()
+    clean_nb = C[:, :nb].sum(1) / bn[:nb].sum()
+    out = []
+    for list_name, lv in lists.items():
+        stds = np.array(meta["stds"])[lv]
+        for alpha in alphas:
+            def score(L):
+                return fbs(L, stds, alpha)
+
+            first = lambda X: X[:, :, lv, :nb].sum(-1) / bn[:nb].sum()  # noqa: E731  [C, S, K] on the noise images
+            delta_all = np.concatenate([first(P), first(M), first(I)], axis=1).mean(1) - clean_nb[:, None]
+            delta_plus = np.concatenate([first(P), first(I)], axis=1).mean(1) - clean_nb[:, None]
+            refs = {"all": score(held[:, None] + delta_all), "plus": score(held[:, None] + delta_plus)}
+            curves[f"{list_name} | alpha={alpha:g} | antithetic refs all~plus"] = tau(refs["all"], refs["plus"])
+
+            def est(sides, sl):  # sides: list of [C, K, B] arrays, averaged; sl: batch slice
+                L = np.mean([X[:, lv, sl].sum(-1) for X in sides], axis=0) / (bsz * (sl.stop - sl.start))
+                return score(L)
+
+            def draw_sets(name, P, M):  # the draws of a scheme: lists of (array, sample) averaged together
+                S_pm = min(P.shape[1], M.shape[1])
+                return {"single": [[(P, s)] for s in range(P.shape[1])],
+                        "2 draws": [[(P, 0), (P, 1)]] if P.shape[1] >= 2 else [],
+                        "pair": [[(P, s), (M, s)] for s in range(S_pm)],
+                        "2 pairs": [[(P, 0), (M, 0), (P, 1), (M, 1)]] if S_pm >= 2 else []}[name]
+
+            for name, sides_per_draw in (("single", 1), ("2 draws", 2), ("pair", 2), ("2 pairs", 4)):
+                uses_minus = "pair" in name
+                avail = min(Pf.shape[-1], Mf.shape[-1]) if uses_minus else Pf.shape[-1]
+                for nbat in sorted({1, 2, 4, 6, 8, 12} & set(range(1, avail + 1))):
+                    if nbat <= nb:  # within the noise images: every draw measured there
+                        ds_all, avail_n = draw_sets(name, P, M), nb
+                    else:
+                        ds_all, avail_n = draw_sets(name, Pf, Mf), avail
+                    if not ds_all:
+                        continue
+                    draw_sets_n = ds_all
+                    t = {k: [] for k in refs}
+                    t_top, t_seed = [], []
+                    for st in range(0, avail_n - nbat + 1, nbat):
+                        sl = slice(st, st + nbat)
+                        scs = [est([X[:, s] for X, s in ds], sl) for ds in draw_sets_n]
+                        for sc in scs:
+                            for k in refs:
+                                t[k].append(tau(sc, refs[k]))
+                            t_top.append(topk(sc, refs["all"]))
+                        if len(scs) >= 2:
+                            t_seed.append(tau(scs[0], scs[1]))
+                    n_img = int(bsz * nbat)
+                    cost = n_img * len(lv) * sides_per_draw
+                    out.append(dict(stds=list_name, alpha=alpha, scheme=f"antithetic study: {name}", crn=True,
+                                    samples=sides_per_draw, images=n_img, passes=cost, rel_cost=cost / official,
+                                    tau_ref=None, tau_ref_min=float(np.min(t["all"])),
+                                    tau_ref_held=float(np.mean(t["all"])), tau_ref_held_plus=float(np.mean(t["plus"])),
+                                    tau_seed=float(np.mean(t_seed)) if t_seed else None, top10=float(np.mean(t_top)),
+                                    n_subsets=len(t["all"]) // len(draw_sets_n), n_sample_sets=len(draw_sets_n)))
+            model = curves.get(f"{list_name} | alpha={alpha:g} | model")
+            if model:  # noise-draw error of a pair, from pair-vs-pair tau on the same images (as error_model)
+                c = model["image_error_c"]
+                es = [(1 + c / r["images"]) * (1 / _rho(r["tau_seed"]) - 1) for r in out
+                      if r["stds"] == list_name and r["alpha"] == alpha and r["scheme"] == "antithetic study: pair"
+                      and r["tau_seed"] is not None]
+                if es:
+                    e = float(np.mean(es))
+                    model["noise_error_crn_pair"] = e
+                    for n in (500, 1000, 1500, 3000, 5000, 10000, 15000):
+                        cost = n * len(lv) * 2
+                        out.append(dict(stds=list_name, alpha=alpha, scheme="model: noise crn antithetic pair",
+                                        crn=True, samples=1, images=n, passes=cost, rel_cost=cost / official,
+                                        tau_truth=2 / math.pi * math.asin(1 / math.sqrt(1 + c / n + e)),
+                                        tau_ref=None, tau_seed=None, tau_ref_min=None))
+    return out
 
 
 def analyze(args) -> int:
@@ -378,6 +562,7 @@ def analyze(args) -> int:
                 if model:
                     curves[key + " | model"] = model
                     rows += model_rows(model, list_name, alpha, len(lv), official)
+    rows += antithetic_rows(Path(args.records), C, bc, bn, meta, lists, args.alphas, official, curves)
     write_outputs(out, rows, curves, meta, S_of, args)
     return 0
 
@@ -498,7 +683,7 @@ def write_outputs(out: Path, rows, curves, meta, S, args):
     (out / "stability.json").write_text(json.dumps(summary, indent=1))
     cols = ["stds", "alpha", "scheme", "crn", "samples", "images", "passes", "rel_cost", "tau_ref", "tau_ref_cv",
             "tau_ref_held", "tau_ref_min", "tau_seed", "tau_crn_vs_ind", "tau_truth", "top10", "tau_images",
-            "n_subsets", "n_sample_sets"]
+            "n_subsets", "n_sample_sets", "tau_ref_held_plus"]
     with (out / "stability.csv").open("w") as f:
         f.write(",".join(cols) + "\n")
         for r in rows:
@@ -511,7 +696,7 @@ def write_outputs(out: Path, rows, curves, meta, S, args):
              "τ vs held-out ref | τ min | τ seed-vs-seed | τ CRN-vs-per-candidate draw | top-10 overlap |",
              "|" + "---|" * 14]
     for r in rows:
-        if r["scheme"].startswith(("clean-loss", "model")):
+        if r["scheme"].startswith(("clean-loss", "model", "antithetic")):
             continue
         lines.append(f"| {r['stds']} | {r['alpha']:g} | {r['scheme']} | {'on' if r['crn'] else 'off'} | "
                      f"{r['samples']} | "
@@ -537,6 +722,18 @@ def write_outputs(out: Path, rows, curves, meta, S, args):
         if r["scheme"].startswith("model"):
             lines.append(f"| {r['scheme'][13:]} | {r['images']} | {r['samples']} | {r['passes']:.0f} | "
                          f"{r['rel_cost']:.3f} | {r['tau_truth']:.3f} |")
+    anti = [r for r in rows if r["scheme"].startswith("antithetic")]
+    if anti:
+        lines += ["", "Antithetic pairs vs single draws (CRN; held-out reference = clean loss on images no scheme uses "
+                  "+ the mean noise shift over all draws measured, or over the plus sides only; see "
+                  "`antithetic_rows`):", "", "| σ list | α | scheme | images | passes/cand | cost vs official | "
+                  "τ vs held-out ref (all draws) | τ vs held-out ref (plus only) | τ min | τ draw-vs-draw | "
+                  "top-10 overlap | subsets × draws |", "|" + "---|" * 12]
+        for r in sorted(anti, key=lambda r: (r["stds"], -r["alpha"], r["passes"], r["scheme"])):
+            lines.append(f"| {r['stds']} | {r['alpha']:g} | {r['scheme'][18:]} | {r['images']} | {r['passes']:.0f} | "
+                         f"1/{1 / r['rel_cost']:.0f} | {fmt(r['tau_ref_held'])} | {fmt(r['tau_ref_held_plus'])} | "
+                         f"{fmt(r['tau_ref_min'])} | {fmt(r['tau_seed'])} | {fmt(r['top10'], 2)} | "
+                         f"{r['n_subsets']} × {r['n_sample_sets']} |")
     (out / "stability.md").write_text("\n".join(lines) + "\n")
     plot(out, rows)
 
@@ -597,6 +794,18 @@ def main(argv=None) -> int:
     m.add_argument("--samples", type=int, default=4)
     m.add_argument("--stds", type=float, nargs="+", default=list(PAPER_STDS))
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--antithetic-samples", type=int, default=0,
+                   help="measure the minus side of CRN samples 0..N-1 (antithetic pairs), see the module doc")
+    m.add_argument("--ext-noise-images", type=int, default=None,
+                   help="antithetic study: plus side of those samples on the images up to this count")
+    m.add_argument("--anti-ext-images", type=int, default=None,
+                   help="antithetic study: minus side of those samples on the images up to this count")
+    m.add_argument("--only-kinds", nargs="+", help="measure only these record kinds (e.g. anti crn_ext anti_ext)")
+    m.add_argument("--only-samples", type=int, nargs="+", help="with --only-kinds: only these samples")
+    m.add_argument("--only-cands", type=int, nargs="+", help="measure only these candidates (indices)")
+    m.add_argument("--nhwc", action="store_true", help="forward in NHWC (rounding only); marked in each record")
+    m.add_argument("--extraction", choices=("identity-affine", "current"), default="identity-affine",
+                   help="how candidates are extracted (identity-affine: as records.jsonl was measured)")
     a = sub.add_parser("analyze")
     a.add_argument("--records", default="results/flatness-stability/records.jsonl")
     a.add_argument("--out", default="results/flatness-stability")

@@ -30,6 +30,10 @@ CACHE="$HOME/.cache/genas/fashion-mnist"
 need_apt=()
 [ -f "$FMNIST/train-images-idx3-ubyte.gz" ] || [ -d "$CACHE/FashionMNIST/raw" ] || need_apt+=(dataset-fashion-mnist)
 command -v dot >/dev/null || need_apt+=(graphviz)
+# `setup.sh --test` (make test): headless Chromium for the HTML report's screenshot test
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing Debian packages: ${need_apt[*]}"

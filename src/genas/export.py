@@ -3,11 +3,16 @@
 ``model.pt2`` is a ``torch.export`` program (load with ``torch.export.load(path).module()``; the
 batch dimension is dynamic); ``genotype.json`` holds the space, the genotype string and indices,
 the network's constructor arguments, the input shape, the normalisation it expects and the
-fingerprint of the data it was trained on. Torch is imported when exporting, not with the module
-(``genas.export`` is also the public ``genas.export(run, out_dir)``).
+fingerprint of the data it was trained on; ``weights.pt`` is the plain state dict. With ``onnx``,
+``model.onnx`` too (the optional ``onnx`` extra: onnx + onnxscript; input ``images``, output
+``logits``, dynamic batch). :func:`register_timm` makes an export folder a ``timm`` model (the
+optional ``timm`` extra). Torch is imported when exporting, not with the module (``genas.export``
+is also the public ``genas.export(run, out_dir)``).
 """
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,12 +23,54 @@ from .run_folder import check_new_output
 if TYPE_CHECKING:
     import torch
 
-MODEL, META = "model.pt2", "genotype.json"
+MODEL, META, WEIGHTS, ONNX = "model.pt2", "genotype.json", "weights.pt", "model.onnx"
+ONNX_HINT = "ONNX export needs the onnx extra: pip install 'genas[onnx]'"
+TIMM_HINT = "the timm entry point needs the timm extra: pip install 'genas[timm]'"
+TIMM_MODULE = "genas_timm_models"  # the module timm files the registered entry points under
 
 
-def export_network(net: torch.nn.Module, meta: dict, input_shape: tuple[int, ...], out_dir: str | Path) -> Path:
-    """Write ``out_dir/model.pt2`` and ``out_dir/genotype.json``; returns the folder."""
+def require_onnx() -> None:
+    """One line saying how to install the extra when onnx or onnxscript is missing."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise GenasError(ONNX_HINT) from None
+
+
+def write_onnx(program, example, path: Path) -> Path:
+    """The ``torch.export`` program as ONNX (dynamo exporter): input ``images``, output ``logits``,
+    the program's dynamic batch dimension named ``batch``."""
+    import onnx
     import torch
+
+    require_onnx()
+    onnx_program = torch.onnx.export(program, (example,), dynamo=True, input_names=["images"],
+                                     output_names=["logits"], verbose=False)
+    tmp = path.with_name(".tmp-" + path.name)
+    onnx_program.save(str(tmp))
+    model = onnx.load(str(tmp))
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if batch and dim.dim_param == batch:
+                dim.dim_param = "batch"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def export_network(net: torch.nn.Module, meta: dict, input_shape: tuple[int, ...], out_dir: str | Path,
+                   onnx: bool = False) -> Path:
+    """Write ``out_dir/model.pt2``, ``weights.pt``, ``genotype.json`` (and ``model.onnx`` with
+    ``onnx``); returns the folder."""
+    import torch
+
+    from .engine.checkpoint import save_torch
+
+    if onnx:
+        require_onnx()
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -34,24 +81,32 @@ def export_network(net: torch.nn.Module, meta: dict, input_shape: tuple[int, ...
     tmp = out_dir / (".tmp-" + MODEL)
     torch.export.save(program, tmp)
     tmp.replace(out_dir / MODEL)
+    save_torch(net.state_dict(), out_dir / WEIGHTS)
+    extra = {}
+    if onnx:
+        write_onnx(program, example, out_dir / ONNX)
+        extra = {"onnx": dict(file=ONNX, input="images", output="logits", dynamic_axes={"images": [0], "logits": [0]})}
     save_json({**meta, "input_shape": list(input_shape), "format": "torch.export (torch.export.load(...).module())",
-               "torch_version": torch.__version__}, out_dir / META)
+               "weights": WEIGHTS, **extra, "torch_version": torch.__version__}, out_dir / META)
     return out_dir
 
 
-def export_run(run: str | Path, out_dir: str | Path, force: bool = False) -> Path:
-    """Export the retrained winner of a `genas run` folder (or a `genas retrain` folder), final weights.
-    An existing export folder is refused unless ``force``.
+def export_run(run: str | Path, out_dir: str | Path, force: bool = False, onnx: bool = False) -> Path:
+    """Export the retrained winner of a `genas run` folder (or a `genas retrain` folder), final weights
+    (and ``model.onnx`` with ``onnx``). An existing export folder is refused unless ``force``.
 
     ``genotype.json`` records the normalisation the network expects (``mean``/``std`` on the 0-1
     scale), as its data recorded it, whether a named dataset or the user's own arrays.
     """
     from .data import named_normalisation
     from .engine.checkpoint import load_checkpoint, load_into
+    from .options import to_dict
     from .spaces import get_space
     from .train.recipes import load_retrain_config
     from .train.retrain import build_network
 
+    if onnx:
+        require_onnx()
     check_new_output(out_dir, force)
     run = Path(run)
     folder = run / "retrain" if (run / "retrain").is_dir() else run
@@ -73,6 +128,89 @@ def export_run(run: str | Path, out_dir: str | Path, force: bool = False) -> Pat
                              style=cfg.style, num_classes=facts["num_classes"], in_channels=facts["in_channels"]),
                 dataset=facts["dataset"], mean=list(stats.get("mean", [])), std=list(stats.get("std", [])),
                 data_fingerprint=facts.get("fingerprint"), test_accuracy=result["final_top1"],
-                source=str(folder.resolve()))
+                source=str(folder.resolve()), retrain_config=to_dict(cfg))
     size = facts["image_size"]
-    return export_network(net, meta, (facts["in_channels"], size, size), out_dir)
+    return export_network(net, meta, (facts["in_channels"], size, size), out_dir, onnx=onnx)
+
+
+def register_timm(export_dir: str | Path, name: str | None = None) -> str:
+    """Register the network of an export folder (:func:`export_run`) as a timm model; returns its
+    name (default ``genas_<space>_<first 8 hex of the genotype's sha256>``).
+
+    ``timm.create_model(name, num_classes=..., in_chans=..., pretrained=False)`` then builds the
+    genas network (fresh, seeded weights; ``pretrained=True``: the exported weights, with a new
+    classifier when ``num_classes`` differs and the stem adapted by timm's ``adapt_input_conv`` when
+    ``in_chans`` does), and ``model.pretrained_cfg`` holds the export's input size, mean and std,
+    so ``timm.data.resolve_data_config(model=model)`` gives the right preprocessing.
+    """
+    import hashlib
+
+    try:
+        from timm.models import register_model
+    except ImportError:
+        raise GenasError(TIMM_HINT) from None
+    export_dir = Path(export_dir)
+    meta = load_json(export_dir / META)
+    if "retrain_config" not in meta:
+        raise GenasError(f"{export_dir / META} has no retrain_config; export it again with `genas export`")
+    name = name or f"genas_{meta['space']}_{hashlib.sha256(meta['genotype'].encode()).hexdigest()[:8]}"
+    if not name.isidentifier():
+        raise GenasError(f"a timm model name must be a Python identifier, got {name!r}")
+    shape = tuple(meta["input_shape"])
+    base = dict(file=str((export_dir / WEIGHTS).resolve()), architecture=name, input_size=shape,
+                num_classes=meta["network"]["num_classes"], mean=tuple(meta.get("mean") or (0.0,) * shape[0]),
+                std=tuple(meta.get("std") or (1.0,) * shape[0]), interpolation="bilinear", crop_pct=1.0,
+                first_conv="stem.0", classifier="classifier", license="see the data it was trained on",
+                description=f"genas {meta['space']} network {meta['genotype']}")
+
+    def entry(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None,
+              num_classes: int | None = None, in_chans: int | None = None, drop_path_rate: float | None = None,
+              **kwargs):
+        if kwargs:
+            raise TypeError(f"{name}: unsupported arguments {', '.join(sorted(kwargs))}")
+        return _timm_model(export_dir, meta, base, pretrained, num_classes, in_chans, drop_path_rate,
+                           pretrained_cfg_overlay)
+
+    module = sys.modules.setdefault(TIMM_MODULE, types.ModuleType(TIMM_MODULE))
+    if not hasattr(module, "default_cfgs"):
+        module.default_cfgs = {}
+    module.default_cfgs[name] = dict(base)
+    entry.__name__ = entry.__qualname__ = name
+    entry.__module__ = TIMM_MODULE
+    setattr(module, name, entry)
+    register_model(entry)
+    return name
+
+
+def _timm_model(export_dir: Path, meta: dict, base: dict, pretrained: bool, num_classes, in_chans, drop_path_rate,
+                overlay):
+    from .engine.checkpoint import load_torch
+    from .options import from_dict
+    from .train.recipes import RetrainConfig
+    from .train.retrain import build_network
+
+    exported_classes, exported_chans = meta["network"]["num_classes"], meta["input_shape"][0]
+    num_classes = exported_classes if num_classes is None else int(num_classes)
+    in_chans = exported_chans if in_chans is None else int(in_chans)
+    net = build_network(from_dict(RetrainConfig, meta["retrain_config"]), num_classes, in_chans)
+    if pretrained:
+        from timm.models._manipulate import adapt_input_conv
+
+        state = load_torch(export_dir / WEIGHTS)
+        own = net.state_dict()
+        if in_chans != exported_chans:
+            state["stem.0.weight"] = adapt_input_conv(in_chans, state["stem.0.weight"], base_chans=exported_chans)
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}  # a new head keeps its own
+        net.load_state_dict({**own, **state})
+    if drop_path_rate is not None:
+        net.drop_path_prob = float(drop_path_rate)
+
+    def per_channel(values):
+        values = tuple(values)
+        return values if len(values) == in_chans else (sum(values) / len(values),) * in_chans
+
+    cfg = {**base, **(overlay or {}), "num_classes": num_classes, "input_size": (in_chans, *meta["input_shape"][1:]),
+           "mean": per_channel(base["mean"]), "std": per_channel(base["std"])}
+    net.pretrained_cfg = net.default_cfg = cfg
+    net.num_classes = num_classes
+    return net

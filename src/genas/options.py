@@ -103,17 +103,27 @@ def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
 
 
 def check_resume(saved: Mapping[str, Any], wanted: Mapping[str, Any], where: Any,
-                 may_change: Iterable[str] = ()) -> None:
+                 may_change: Iterable[str] = (), defaults: Mapping[str, Any] | None = None) -> None:
     """The one resume-compatibility check: ``where`` was made with ``saved``; refuse ``wanted`` if a
-    key that changes what is computed differs, naming the first such key."""
+    key that changes what is computed differs, naming the first such key. ``defaults`` (see
+    :func:`defaults`): a key missing from ``saved`` was added later, and the folder ran with its default."""
     skip = set(may_change)
     if not isinstance(saved, Mapping):
         raise GenasError(f"{where}: its recorded settings are not a JSON object; it was not made by genas")
+    if defaults:
+        saved = {**defaults, **saved}
     for key in sorted(set(saved) | set(wanted)):
         if key in skip or saved.get(key) == wanted.get(key):
             continue
         raise GenasError(f"{where} was started with {key}={saved.get(key)!r}; cannot resume with "
                          f"{key}={wanted.get(key)!r} (choose another output folder)")
+
+
+def defaults(cls) -> dict[str, Any]:
+    """``cls``'s field defaults: what a folder made before a field existed ran with."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
 
 
 def may_change(cls) -> list[str]:
@@ -122,4 +132,4 @@ def may_change(cls) -> list[str]:
 
 
 __all__ = ["option", "flag_of", "choices_of", "validate", "resolve", "to_dict", "from_dict", "check_resume",
-           "may_change"]
+           "defaults", "may_change"]

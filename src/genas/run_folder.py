@@ -5,21 +5,35 @@ folder that does not exist yet or is empty; a used folder is continued only with
 and only with a config that computes the same thing (:func:`genas.options.check_resume`). Logs
 are trimmed back to the last durable state on resume, so a resumed folder matches an
 uninterrupted one. Pure Python (no torch): the search driver uses it too.
+
+Opening a folder for a run (:meth:`RunFolder.open`) is also where its bookkeeping starts, in one
+place for every command: a fresh run records ``env.json`` (:mod:`genas.envinfo`); a resumed one
+is compared with it and warns when versions differ; under the command line the run's log lines
+go to ``genas.log`` (:mod:`genas.logs`). A command that ends before the run's marker file exists
+(refused, or failed before its first write) takes both away again, so it leaves no trace.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from . import envinfo, logs
 from .errors import GenasError
-from .io import load_json, read_jsonl, save_json, write_jsonl
+from .io import dumps, load_json, read_jsonl, save_json, write_jsonl
 from .options import check_resume
 
 
 LOCK = ".genas.lock"
+ENV = envinfo.ENV
+LOG_FILE = logs.LOG_FILE
+BOOKKEEPING = (LOCK, ENV, LOG_FILE)  # files of a folder that are not the run's own (see require_empty)
 _HELD: dict[Path, int] = {}  # folders this process has locked -> nesting depth (a run locks, its steps too)
+_OPENED: dict[Path, dict] = {}  # folders opened for a run in this command -> their bookkeeping (see _begin)
+log = logging.getLogger("genas")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -100,6 +114,89 @@ class FileLock:
         self.lock.unlink(missing_ok=True)
 
 
+def _bookkeeping(name: str) -> bool:
+    """A file of the folder's bookkeeping (or env.json's temp file while it is written), not the run's."""
+    return name in BOOKKEEPING or name.startswith(f".{ENV}.")
+
+
+def _write_env(path: Path) -> None:
+    """``env.json``, atomically; not one of the run's durable writes (no fsync, not counted by the
+    kill-point tests): it describes the run, it is not a result."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{ENV}.", suffix=".tmp", dir=path)
+        with os.fdopen(fd, "w") as f:
+            f.write(dumps(envinfo.collect(), indent=2) + "\n")
+        os.replace(tmp, path / ENV)
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise GenasError(f"cannot write {path / ENV}: {exc.strerror or exc}") from None
+        raise
+
+
+def _header() -> str:
+    env = envinfo.collect()
+    argv = " ".join(env["argv"])
+    git = f"{str(env['git_commit'])[:12]}{' (modified)' if env['git_dirty'] else ''}"
+    return (f"{env['time']} pid {os.getpid()}: {argv}  (genas {env['genas']}, git {git}, "
+            f"torch {env['torch']}, Python {env['python']}, device {env['device']}, threads {env['threads']})")
+
+
+def _begin(folder: "RunFolder", started: bool) -> None:
+    """The bookkeeping of a folder opened for a run, once per command: ``env.json`` for a fresh run
+    (compared, for a resumed one), and ``genas.log``."""
+    key = folder._key()
+    if key in _OPENED or not folder._enabled or os.environ.get("RANK", "0") != "0":
+        return
+    entry = _OPENED[key] = dict(path=folder.path, marker=folder.marker, env_written=False)
+    if started:
+        logs.attach(folder.path, _header)  # first, so that the warning is in the log too
+        if (folder.path / ENV).exists():
+            try:
+                saved = load_json(folder.path / ENV)
+            except GenasError:
+                saved = {}
+            diffs = envinfo.differences(saved, envinfo.collect())
+            if diffs:
+                log.warning("%s was started with other software (%s); a resumed run is bitwise equal to an "
+                            "uninterrupted one only with the same versions", folder.path, "; ".join(diffs))
+    else:
+        try:
+            folder.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GenasError(f"cannot create {folder.path}: {exc.strerror or exc}") from None
+        _write_env(folder.path)
+        entry["env_written"] = True
+        logs.attach(folder.path, _header)
+
+
+def _end(key: Path) -> None:
+    """Stop a folder's bookkeeping; if its run never started (no marker), remove what it added."""
+    entry = _OPENED.pop(key, None)
+    if entry is None:
+        return
+    created = logs.detach(entry["path"])
+    if not (entry["path"] / entry["marker"]).exists():
+        if entry["env_written"]:
+            (entry["path"] / ENV).unlink(missing_ok=True)
+        if created:
+            (entry["path"] / LOG_FILE).unlink(missing_ok=True)
+
+
+def record_env(path: str | Path) -> None:
+    """``env.json`` in an output folder that is not a run folder (export, calibrate, correlate, outcome)."""
+    _write_env(Path(path))
+
+
+def release_all() -> None:
+    """End the bookkeeping of every folder still open (the command line calls it after a command,
+    for folders opened without a lock, e.g. the shared bench folder)."""
+    for key in list(_OPENED):
+        _end(key)
+
+
 class RunFolder:
     """``path`` holds one ``what`` (e.g. "supernet run"); ``marker`` is the file whose presence
     says the folder holds such a run (its config or state).
@@ -145,6 +242,7 @@ class RunFolder:
             return
         del _HELD[key]
         (self.path / LOCK).unlink(missing_ok=True)
+        _end(key)
         if self._created and self.path.is_dir() and not any(self.path.iterdir()):
             self.path.rmdir()
 
@@ -181,25 +279,29 @@ class RunFolder:
             if not resume:
                 raise GenasError(f"{self.path} already holds a {self.what}; pass --resume to continue it "
                                  f"or choose another output folder")
+            _begin(self, started=True)
             return True
         if resume and not missing_ok:
             raise GenasError(f"cannot resume: {self.path} holds no {self.what} (no {self.marker}); "
                              f"start a new one without --resume")
+        _begin(self, started=False)
         return False
 
     def require_empty(self) -> None:
         """A fresh run may not mix its files with someone else's."""
-        if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
+        if self.path.is_dir() and any(not _bookkeeping(p.name) for p in self.path.iterdir()):
             raise GenasError(f"{self.path} exists and is not an empty folder; choose another output folder "
                              f"(or pass --resume to continue a {self.what})")
 
     def saved(self, name: str | None = None) -> dict:
         return load_json(self.path / (name or self.marker))
 
-    def check(self, wanted: Mapping[str, Any], name: str | None = None, may_change: Iterable[str] = ()) -> dict:
-        """The saved config; a one-line error naming the first key that differs from ``wanted``."""
+    def check(self, wanted: Mapping[str, Any], name: str | None = None, may_change: Iterable[str] = (),
+              defaults: Mapping[str, Any] | None = None) -> dict:
+        """The saved config; a one-line error naming the first key that differs from ``wanted``
+        (``defaults``: of keys added since the folder was made, see :func:`genas.options.defaults`)."""
         saved = self.saved(name)
-        check_resume(saved, wanted, self.path, may_change)
+        check_resume(saved, wanted, self.path, may_change, defaults)
         return saved
 
     def save(self, obj: Any, name: str | None = None) -> None:
@@ -214,4 +316,5 @@ class RunFolder:
         return read_jsonl(self.path / name)
 
 
-__all__ = ["LOCK", "FileLock", "RunFolder", "check_new_output", "claim_file"]
+__all__ = ["BOOKKEEPING", "ENV", "LOCK", "LOG_FILE", "FileLock", "RunFolder", "check_new_output", "claim_file",
+           "record_env", "release_all"]

@@ -34,14 +34,15 @@ def _load_search(path: Path) -> dict:
 
 
 FLATNESS_KEYS = dict(noise_scaling="absolute", noise_params="all", stds=[0.001, 0.003, 0.006], alpha=1.0,
-                     depth_at="sigma1", noise_mode="independent")  # defaults for searches saved before a key existed
+                     depth_at="sigma1", noise_mode="independent",
+                     noise_antithetic=False)  # defaults for searches saved before a key existed
 
 
 def _flatness_label(scoring: dict) -> str:
     f = {k: scoring.get(k, v) for k, v in FLATNESS_KEYS.items()}
     a = f["alpha"] if isinstance(f["alpha"], str) else f"{f['alpha']:g}"
     return (f"{f['noise_scaling']}/{f['noise_params']} s={'/'.join(f'{x:g}' for x in f['stds'])} a={a} "
-            f"depth={f['depth_at']} {f['noise_mode']}")
+            f"depth={f['depth_at']} {f['noise_mode']}{' antithetic' if f['noise_antithetic'] else ''}")
 
 
 def _methods(searches: list[dict]) -> None:

@@ -65,3 +65,31 @@ def draw_nb201_cell(ops: Sequence[str], edges: Sequence[tuple[int, int]], path: 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower cost, higher score), by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_score_vs_cost(costs: Sequence[float], scores: Sequence[float], path: Path, metric: str,
+                       cost_label: str = "MACs (evaluation network)") -> Path:
+    """Every scored candidate's score against its cost, with the Pareto front."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.scatter(costs, scores, s=10, alpha=0.6, label="candidates")
+    front = pareto_front(list(zip(costs, scores)))
+    ax.plot([costs[i] for i in front], [scores[i] for i in front], color="C3", marker="o", ms=4, label="Pareto front")
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

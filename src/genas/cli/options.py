@@ -4,8 +4,14 @@
   type (from the annotation), help, choices and bounds all come from the field's metadata
   (:func:`genas.options.option`). Every option defaults to ``None``, so presets and resumed runs can
   tell what the user passed; :func:`config_values` collects exactly those values.
-* :func:`shared` is the parent parser of the options several commands have (``-o``, ``--resume``,
-  ``--device``, ``--no-progress``).
+* :func:`shared` is the parent parser of the options commands share: ``-o``, ``--resume``,
+  ``--device``, ``--no-progress`` where they apply; :func:`add_common` gives every command
+  ``--no-progress``, ``--log-level``, ``--config`` and ``--print-config``.
+* :func:`load_config_file` / :func:`apply_config_file` read ``--config FILE`` (JSON; YAML with
+  PyYAML) generically for every command: its keys are the command's option names (``dest``s) and
+  its config fields, the same keys as the run folder's ``config.json`` / ``scoring.json``; a file
+  value becomes the option's default, so the precedence is preset < file < flags.
+  :func:`resolved_config` is what ``--print-config`` prints (and a file round-trips through).
 * :func:`one_of` and :func:`comma_list` check names and comma-separated lists where they enter, so a
   bad value is one line ``genas: error: ...`` (exit code 2), like every other user error.
 """
@@ -15,12 +21,23 @@ import argparse
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..options import choices_of, flag_of, resolve
+from ..errors import GenasError
+from ..logs import LEVELS
+from ..options import choices_of, flag_of, resolve, to_dict
 
 # namespace key under which each parser records the fields it generated, per config (see config_values)
 _FIELDS = "_config_fields"
+_CLASSES = "_config_classes"  # config key -> its dataclasses (their non-option fields may come from a file)
+_SECTIONS = "_config_sections"  # file section (e.g. "scoring" of scoring.json) -> config key
+_EXTRA = "_config_extra"  # config key -> non-option field values read from --config
+# options that say how to run a command, not what it computes: not config keys
+INVOCATION = frozenset({"output", "resume", "force", "device", "no_progress", "log_level", "config", "print_config",
+                        "help", "version", "func", "command"})
+# keys genas records in a run folder's config files that are facts, not settings: ignored in --config
+RECORDED = {"supernet": "scoring.json: the SHA-256 of the supernet a search scored on"}
 _PLURAL = {int: "integers", float: "numbers", str: "names"}
 LONG_CHOICES = 5  # longer choice lists are spelled out in the help instead of in the option's metavar
 
@@ -172,9 +189,12 @@ def add_config_options(container, cls, *, only: Iterable[str] | None = None, inc
             kwargs.update(_value_kwargs(f, hints[f.name]))
         container.add_argument(flag_of(f), **kwargs)
         added.append(f.name)
+    name = key or cls.__name__
     recorded = dict(container.get_default(_FIELDS) or {})
-    recorded[key or cls.__name__] = recorded.get(key or cls.__name__, []) + added
-    container.set_defaults(**{_FIELDS: recorded})
+    recorded[name] = recorded.get(name, []) + added
+    classes = dict(container.get_default(_CLASSES) or {})
+    classes[name] = list(dict.fromkeys([*classes.get(name, []), cls]))
+    container.set_defaults(**{_FIELDS: recorded, _CLASSES: classes})
     return added
 
 
@@ -196,7 +216,8 @@ def config_values(args: argparse.Namespace, key) -> dict[str, Any]:
     name = key if isinstance(key, str) else key.__name__
     fields = getattr(args, _FIELDS, {}).get(name, [])
     values = {n: getattr(args, n) for n in fields if getattr(args, n, None) is not None}
-    return {n: None if v is PASSED_NONE else v for n, v in values.items()}
+    extra = dict((getattr(args, _EXTRA, None) or {}).get(name, {}))  # fields without an option, from --config
+    return {**extra, **{n: None if v is PASSED_NONE else v for n, v in values.items()}}
 
 
 def resolve_passed(cls, preset: str | None, presets: Mapping[str, Mapping], values: Mapping[str, Any],
@@ -221,21 +242,52 @@ def name_option(container, flag: str, choices: Sequence | Callable[[], Sequence]
 
 def shared(output: str, *, output_required: bool = True, resume: str | None = None, device: str | None = None,
            progress: str | None = None, force: bool = False) -> argparse.ArgumentParser:
-    """The parent parser of the options commands share: ``-o/--output`` (with ``output`` as its help),
+    """The parent parser of the options commands share: ``-o/--output`` (with ``output`` as its help;
+    ``output_required`` is checked by the dispatcher, so that ``--print-config`` needs no ``-o``),
     and, where given, ``--resume`` (its help), ``--device`` (its default: ``auto`` or ``cpu``) and
-    ``--no-progress`` (its help), and ``--force`` for commands that write a fresh output."""
+    ``--no-progress`` (its help) and ``--force`` for commands that write a fresh output (see also
+    :func:`add_common`)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("-o", "--output", required=output_required, help=output)
+    p.add_argument("-o", "--output", help=output + (" (required)" if output_required else ""))
+    p.set_defaults(_output_required=output_required, _fresh_output=force)
     if resume is not None:
         p.add_argument("--resume", action="store_true", help=resume)
     if device is not None:
         where = "auto, cpu or cuda" if device == "auto" else "cpu or cuda"
         p.add_argument("--device", default=device, help=f"{where} (default {device})")
     if progress is not None:
-        p.add_argument("--no-progress", action="store_true", help=progress)
+        p.add_argument("--no-progress", action="store_true", help=progress + " (log lines stay)")
     if force:
         p.add_argument("--force", action="store_true", help="replace an existing output (refused by default)")
     return p
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """The options of every command (added by the dispatcher to each, so a new command has them
+    too): ``--no-progress`` (where :func:`shared` did not add it with its own help),
+    ``--log-level``, ``--config`` and ``--print-config``. A command with subcommands of its own
+    (``genas detect train``) gives them to each subcommand."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if nested:
+        for sub in {id(p): p for p in nested[0].choices.values()}.values():  # (aliases: one parser)
+            add_common(sub)
+        return
+    have = parser._option_string_actions
+    if "--print-config" in have:
+        return  # already given them
+    group = parser.add_argument_group("every command")
+    if "--no-progress" not in have:
+        group.add_argument("--no-progress", action="store_true",
+                           help="hide progress bars (log lines stay; bars show only on a terminal anyway)")
+    group.add_argument("--log-level", choices=LEVELS, default="info", type=str.lower,
+                       help="console messages on stderr from this level on: debug, info (one line per epoch or "
+                            "search generation), warning, error (default info); RUN/genas.log always gets info "
+                            "and above")
+    group.add_argument("--config", metavar="FILE",
+                       help="read settings from a JSON (or, with PyYAML, YAML) file: the keys that --print-config "
+                            "prints, or a run folder's config.json / scoring.json; precedence: preset < file < "
+                            "options given here")
+    group.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
 
 def add_scoring_options(container, only: Iterable[str] | None = None, presets: bool = True) -> None:
@@ -243,12 +295,18 @@ def add_scoring_options(container, only: Iterable[str] | None = None, presets: b
     ``--flatness-preset``."""
     from ..proxies.config import FLATNESS_PRESETS, ScoringConfig
 
-    add_config_options(container, ScoringConfig, only=only)
+    add_config_options(container, ScoringConfig, only=only, negatable=("noise_antithetic",))
+    container.set_defaults(**{_SECTIONS: {**(container.get_default(_SECTIONS) or {}), "scoring": "ScoringConfig"}})
     if presets:
-        name_option(container, "--flatness-preset", sorted(FLATNESS_PRESETS), "flatness preset",
-                    "named flatness settings, overridden by explicit options (paper: GeNAS as published; official: "
-                    "its code; calibrated: the best variant of results/flatness-calibration). Each differs from the "
-                    "defaults in: " + _differences(ScoringConfig, FLATNESS_PRESETS))
+        notes = "; ".join(f"{n}: {FLATNESS_NOTES[n]}" for n in FLATNESS_PRESETS if n in FLATNESS_NOTES)
+        name_option(container, "--flatness-preset", list(FLATNESS_PRESETS), "flatness preset",
+                    "named flatness settings, overridden by explicit options" + (f" ({notes})" if notes else "")
+                    + ". Each differs from the defaults in: " + _differences(ScoringConfig, FLATNESS_PRESETS))
+
+
+# what the flatness presets stand for (the choices and their values come from FLATNESS_PRESETS itself)
+FLATNESS_NOTES = {"paper": "GeNAS as published", "official": "its code",
+                  "calibrated": "the best variant of results/flatness-calibration"}
 
 
 def _differences(cls, presets: Mapping[str, Mapping]) -> str:
@@ -281,6 +339,181 @@ def progress_of(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
 
-__all__ = ["PASSED_NONE", "Parser", "add_config_options", "add_scoring_options", "comma_list", "config_fields",
-           "config_values", "name_option", "names", "one_of", "progress_of", "resolve_passed", "scoring_config",
-           "shared"]
+# --- config files ----------------------------------------------------------------------------------
+
+def load_config_file(path: str | Path) -> dict:
+    """The settings of ``--config FILE``: a JSON object, or YAML (``.yaml``/``.yml``) with PyYAML."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenasError(f"cannot read --config {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise GenasError(f"--config {path}: reading YAML needs PyYAML (pip install pyyaml), or give a "
+                             f".json file") from None
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise GenasError(f"--config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    else:
+        import json
+
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            raise GenasError(f"--config {path} is not valid JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise GenasError(f"--config {path} must hold an object of settings (key: value), got {type(values).__name__}")
+    return values
+
+
+def _options_of(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """dest -> action of the options a config file may set (not the invocation ones)."""
+    return {a.dest: a for a in parser._actions if a.option_strings and a.dest not in INVOCATION}
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _option_value(parser: argparse.ArgumentParser, action: argparse.Action, key: str, value: Any, where: str):
+    """A file value as the option would hold it from the command line (same conversion, same checks)."""
+    if action.nargs == 0:  # store_true / --x/--no-x
+        if not isinstance(value, bool):
+            raise GenasError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    try:
+        if isinstance(value, (list, tuple)):
+            if action.nargs in ("+", "*"):
+                return [parser._get_value(action, _as_text(v)) for v in value]
+            if getattr(action.type, "__name__", "") != "comma-separated list":
+                return list(value)  # e.g. bench's genotypes: the command reads a list as it is
+            value = ",".join(_as_text(v) for v in value)
+        if isinstance(value, dict):
+            raise GenasError(f"{where}: {key} must be a single value, not an object")
+        converted = parser._get_value(action, _as_text(value))
+        if action.choices is not None and converted not in action.choices:
+            raise GenasError(f"{where}: unknown {key} {converted!r}; available: "
+                             f"{', '.join(map(str, action.choices))}")
+        return [converted] if action.nargs in ("+", "*") else converted
+    except argparse.ArgumentError as exc:
+        raise GenasError(f"{where}: {key}: {exc.message}") from None
+
+
+def _coerce(annotation, value):
+    """A JSON value as the field holds it (JSON has no tuples)."""
+    if isinstance(value, list) and (annotation is tuple or typing.get_origin(annotation) is tuple
+                                    or any(typing.get_origin(a) is tuple for a in typing.get_args(annotation))):
+        return tuple(value)
+    return value
+
+
+def apply_config_file(parser: argparse.ArgumentParser, path: str | Path) -> dict[str, dict[str, Any]]:
+    """Make the settings of ``path`` the defaults of ``parser`` (one command's parser), so options
+    given on the command line override them; returns the values of config fields that have no
+    option (config key -> {field: value}), for :func:`config_values`.
+
+    A key is an option's name (``epochs``, ``metric``, ``stds``: the ``dest``), a field of one of the
+    command's configs that has no option (e.g. a retrain recipe's ``momentum``), a section of a
+    run folder's file holding such keys (``scoring`` of ``scoring.json``), or a recorded fact
+    (:data:`RECORDED`, ignored). Anything else is a one-line error; so is a value the option would
+    refuse. ``null`` for a config option means ``None`` (e.g. no image limit), not "unset".
+    """
+    where = f"--config {path}"
+    values = load_config_file(path)
+    options = _options_of(parser)
+    fields_of = parser.get_default(_FIELDS) or {}
+    classes = parser.get_default(_CLASSES) or {}
+    sections = parser.get_default(_SECTIONS) or {}
+    config_dests = {n for names_ in fields_of.values() for n in names_}
+    defaults: dict[str, Any] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    unknown: list[str] = []
+
+    def fields_without_option(key: str) -> dict[str, tuple[str, Any]]:
+        """field name -> (config key, annotation) of the configs' fields that are no option."""
+        out = {}
+        for name_, clss in classes.items():
+            if key is not None and name_ != key:
+                continue
+            for cls in clss:
+                hints = typing.get_type_hints(cls)
+                for f in dataclasses.fields(cls):
+                    if f.name not in options:
+                        out.setdefault(f.name, (name_, hints[f.name]))
+        return out
+
+    def put(key: str, value: Any, section: str | None) -> None:
+        label = f"{section}.{key}" if section else key
+        if key in options:
+            action = options[key]
+            if value is None:
+                if key in config_dests:
+                    defaults[key] = PASSED_NONE
+                return  # null for a plain option: its default
+            defaults[key] = _option_value(parser, action, label, value, where)
+            return
+        loose = fields_without_option(sections.get(section) if section else None)
+        if key in loose:
+            cfg_key, annotation = loose[key]
+            extra.setdefault(cfg_key, {})[key] = _coerce(annotation, value)
+        elif section is None and key in RECORDED:
+            return
+        else:
+            unknown.append(label)
+
+    for key, value in values.items():
+        if key in sections and isinstance(value, dict):
+            for inner, v in value.items():
+                put(inner, v, key)
+        else:
+            put(key, value, None)
+    if unknown:
+        known = sorted(set(options) | set(fields_without_option(None)) | set(sections))
+        raise GenasError(f"{where}: unknown key(s) {', '.join(unknown)} for `genas {parser.prog.split()[-1]}`; "
+                         f"known: {', '.join(known)}")
+    for key in defaults:
+        options[key].required = False  # a required option the file supplies (e.g. --truth of correlate)
+    parser.set_defaults(**defaults)
+    return extra
+
+
+def resolved_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--print-config`` prints: the command's own resolver (``config_of``: the resolved
+    config dataclasses, e.g. a supernet run's config.json), else every option's value."""
+    resolver = getattr(args, "config_of", None)
+    if resolver is not None:
+        return resolver(args)
+    return plain_values(parser, args)
+
+
+def plain_values(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 skip: Iterable[str] = ()) -> dict[str, Any]:
+    """dest -> value of the options a config file may set (``None`` for a config option left out)."""
+    skip = set(skip)
+    out = {}
+    for dest in _options_of(parser):
+        if dest in skip:
+            continue
+        value = getattr(args, dest, None)
+        out[dest] = None if value is PASSED_NONE else (list(value) if isinstance(value, tuple) else value)
+    return out
+
+
+def config_dicts(*configs) -> dict[str, Any]:
+    """Merged ``to_dict`` of config dataclasses (for a resolver)."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        out.update(to_dict(cfg))
+    return out
+
+
+__all__ = ["INVOCATION", "PASSED_NONE", "Parser", "RECORDED", "add_common", "add_config_options", "add_scoring_options",
+           "apply_config_file", "comma_list", "config_dicts", "config_fields", "config_values",
+           "load_config_file", "name_option", "names", "one_of", "plain_values", "progress_of", "resolve_passed",
+           "resolved_config", "scoring_config", "shared"]

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
 from ..errors import GenasError
-from .options import (add_config_options, add_scoring_options, config_values, name_option, progress_of,
-                      scoring_config, shared)
+from .interop import add_tensorboard_option, check_tensorboard, write_tensorboard
+from .options import (add_config_options, add_scoring_options, config_values, name_option, plain_values,
+                      progress_of, scoring_config, shared)
 
 STRATEGY = "strategy"  # config_values key of the search-strategy options (the fields of every strategy's config)
 
@@ -22,9 +24,11 @@ def _supernet_config(args: argparse.Namespace):
     from ..supernet.run import CONFIG, load_run_config
 
     overrides = config_values(args, SupernetConfig)
-    run = Path(args.output)
-    if not (args.resume and (run / CONFIG).exists()):
-        return supernet_config(args.preset or "default", **overrides)
+    run = Path(args.output or ".")
+    if not (args.resume and args.output and (run / CONFIG).exists()):
+        cfg = supernet_config(args.preset or "default", **overrides)
+        nulls = {k: None for k, v in overrides.items() if v is None}  # a file's null beats the preset's value
+        return dataclasses.replace(cfg, **nulls).resolved().validate() if nulls else cfg
     saved = to_dict(load_run_config(run))
     wanted = {**saved, **overrides, "preset": args.preset or saved["preset"]}
     check_resume(saved, wanted, run, may_change(SupernetConfig))
@@ -35,11 +39,13 @@ def cmd_train_supernet(args: argparse.Namespace) -> int:
     from ..supernet.train import train_supernet
 
     cfg = _supernet_config(args)
+    check_tensorboard(args)
     summary = train_supernet(cfg, args.output, resume=args.resume, device=args.device, progress=progress_of(args))
     if os.environ.get("RANK", "0") != "0":
         return 0
     print(f"supernet run folder: {Path(args.output).resolve()}  "
           f"(final sampled-subnet val acc {summary['final_val_acc']}, {summary['images_per_s']} img/s)")
+    write_tensorboard(args, args.output)
     return 0
 
 
@@ -54,25 +60,36 @@ def _add_train_supernet(sub) -> None:
                                    "epoch-0 and final weights (init.pt, final.pt), a resumable checkpoint "
                                    "after every epoch, and a per-epoch JSONL log. Works under torchrun (DDP).")
     name_option(p, "--preset", sorted(SUPERNET_PRESETS), "preset",
-                "quick (a few CPU minutes), default, or paper (the GeNAS recipe, 250 epochs); default: default")
+                "quick (about a minute on 2 CPU cores), default, or paper (the GeNAS recipe, 250 epochs); default: default")
     add_config_options(p.add_argument_group("supernet training (defaults from --preset)"), SupernetConfig,
                        presets=SUPERNET_PRESETS, space_presets=SPACE_PRESETS)
-    p.set_defaults(func=cmd_train_supernet)
+    add_tensorboard_option(p)
+    p.set_defaults(func=cmd_train_supernet, config_of=_print_supernet_config)
+
+
+def _print_supernet_config(args: argparse.Namespace) -> dict:
+    """--print-config: the config.json this run would have."""
+    from ..options import to_dict
+
+    return to_dict(_supernet_config(args))
 
 
 # --- search -----------------------------------------------------------------------------------------
 
 def _search_config(args: argparse.Namespace):
-    """The strategy config: its defaults plus the options passed; resuming an --oracle search, the
-    stored config, which the options passed may not contradict."""
+    """The strategy config: its defaults plus the options passed; resuming a search, the stored
+    config (a search made before a setting existed ran with its legacy value, e.g. ``--dedup off``),
+    which the options passed may not contradict."""
     from ..options import check_resume, to_dict
     from ..search import STATE, make_config, read_search_config
 
     passed = config_values(args, STRATEGY) | ({} if args.seed is None else {"seed": args.seed})
-    if args.oracle is not None and args.resume and args.output and Path(args.output, STATE).exists():
-        saved_strategy, saved = read_search_config(args.output)
+    folder = args.output if args.oracle is not None else (
+        args.run and Path(args.run, f"search-{args.name or args.metric}"))
+    if args.resume and folder and Path(folder, STATE).exists():
+        saved_strategy, saved = read_search_config(folder)
         if saved_strategy == args.strategy:  # (another strategy: the search driver names both)
-            check_resume(to_dict(saved), {**to_dict(saved), **passed}, args.output)
+            check_resume(to_dict(saved), {**to_dict(saved), **passed}, folder)
             return saved
     return make_config(args.strategy, **{"seed": 0, **passed})
 
@@ -83,6 +100,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if (args.run is None) == (args.oracle is None):
         raise GenasError("give exactly one of --run RUN (score on a trained supernet) or --oracle CSV (table look-up)")
     cfg = _search_config(args)
+    check_tensorboard(args)
     if args.oracle is not None:
         if not args.oracle_column or not args.output:
             raise GenasError("--oracle needs --oracle-column COLUMN and -o DIR")
@@ -96,11 +114,14 @@ def cmd_search(args: argparse.Namespace) -> int:
                                           progress=progress_of(args))
         if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 alone writes the report
             return 0
+    from ..analysis.html_report import write_html_report
     from ..analysis.report import write_search_report
 
     report = write_search_report(out_dir)
+    html = write_html_report(out_dir)
     print(f"best {result['best']['genotype']}  score {result['best']['score']:.6g}  "
-          f"({result['evaluations']} evaluated)\nresult: {out_dir / 'result.json'}\nreport: {report}")
+          f"({result['evaluations']} evaluated)\nresult: {out_dir / 'result.json'}\nreport: {html}  (Markdown: {report})")
+    write_tensorboard(args, out_dir)
     return 0
 
 
@@ -154,7 +175,22 @@ def _add_search(sub) -> None:
                    help="draw fresh noise per candidate instead of common random numbers (official behaviour)")
     _add_strategy_options(p.add_argument_group("search strategy (defaults: GeNAS)"))
     add_scoring_options(p.add_argument_group("proxy scoring"))
-    p.set_defaults(func=cmd_search)
+    add_tensorboard_option(p)
+    p.set_defaults(func=cmd_search, config_of=lambda args: _print_search_config(p, args))
+
+
+def _print_search_config(parser, args: argparse.Namespace) -> dict:
+    """--print-config: the command's own options, the strategy's resolved config, and under
+    ``scoring`` the resolved proxy settings (the section of scoring.json)."""
+    from ..options import to_dict
+    from ..proxies.config import ScoringConfig
+
+    cfg = _search_config(args)
+    scoring_fields = getattr(args, "_config_fields", {}).get(ScoringConfig.__name__, [])
+    out = plain_values(parser, args, skip=[*scoring_fields, *getattr(args, "_config_fields", {}).get(STRATEGY, [])])
+    out.update(to_dict(cfg), seed=cfg.seed)
+    out["scoring"] = to_dict(scoring_config(args, cfg.seed)) if args.oracle is None else None
+    return out
 
 
 # --- run --------------------------------------------------------------------------------------------
@@ -163,17 +199,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..supernet.config import SupernetConfig
     from ..workflows import run_pipeline
 
+    check_tensorboard(args)
     summary = run_pipeline(args.preset, args.output, metric=args.metric, seed=args.seed,
                            **config_values(args, SupernetConfig), resume=args.resume, device=args.device,
-                           progress=progress_of(args))
+                           progress=progress_of(args), search_options=config_values(args, "run-search"),
+                           detect=args.detect, detect_data=args.detect_data)
     print(f"best {summary['best']['genotype']}  test accuracy {summary['test_accuracy']:.4f}  "
           f"({summary['params'] / 1e6:.3f} M params)")
-    print(f"run folder: {Path(args.output).resolve()}\nreport: {summary['report']}")
+    print(f"run folder: {Path(args.output).resolve()}\nreport: {summary.get('report_html', summary['report'])}  "
+          f"(Markdown: {summary['report']})")
+    if "detection" in summary:
+        m = summary["detection"]["metrics"]
+        print(f"detection AP {m['AP']:.2f}  AP50 {m['AP50']:.2f}  ->  {summary['detection']['folder']}")
+    write_tensorboard(args, args.output)
     return 0
+
+
+# the search settings `genas run` takes (the rest come from its preset)
+RUN_SEARCH_OPTIONS = ("dedup", "min_params", "max_params", "min_macs", "max_macs")
 
 
 def _add_run(sub) -> None:
     from ..proxies.registry import PROXIES
+    from ..search.strategy import SearchConfig
     from ..supernet.config import SupernetConfig
     from ..workflows import RUN_PRESETS
 
@@ -181,11 +229,17 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", parents=[common], help="end to end: train supernet, search, retrain the winner, report",
                        description="train-supernet -> flatness search -> short stand-alone training of the winner "
                                    "-> report, all in one run folder. --preset quick takes 3-5 minutes on 2 CPU "
-                                   "cores.")
+                                   "cores (measured: supernet ~70 s, search ~100 s, retraining ~2 min).")
     name_option(p, "--preset", list(RUN_PRESETS), "run preset", "size of every step (default quick)", default="quick")
     name_option(p, "--metric", PROXIES.names, PROXIES.what, "search proxy (default flatness)", default="flatness")
     p.add_argument("--seed", type=int, default=0, help="seed of every step (default 0)")
     add_config_options(p, SupernetConfig, only=("space", "dataset", "data_dir"))
+    add_config_options(p.add_argument_group("search"), SearchConfig, only=RUN_SEARCH_OPTIONS, key="run-search")
+    p.add_argument("--detect", metavar="PRESET", help="end with detection transfer: train a `genas detect` preset "
+                   "(tiny, quick, coco) on the retrained winner's weights (into RUN/detect)")
+    p.add_argument("--detect-data", metavar="DIR", help="a `genas detect make-data` folder for --detect (default: "
+                   "the embedded scenes, made into RUN/detect-data)")
+    add_tensorboard_option(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -197,6 +251,10 @@ def _retrain_config(args: argparse.Namespace):
 
     if args.resume and args.genotype is None and args.result is None:
         return None
+    if args.genotype is None and args.result is None and getattr(args, "init_from_supernet", None):
+        from ..train.finetune import found_genotype
+
+        args.genotype = found_genotype(args.init_from_supernet)  # the run's own search winner
     if (args.genotype is None) == (args.result is None):
         raise GenasError("give exactly one of --genotype (string or published name) or --result RESULT.json")
     values = config_values(args, RetrainConfig)
@@ -212,14 +270,14 @@ def _retrain_config(args: argparse.Namespace):
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from ..train.retrain import retrain
+    from ..train.retrain import retrain, summary_line
 
-    result = retrain(_retrain_config(args), args.output, resume=args.resume, device=args.device,
-                     progress=progress_of(args))
+    cfg = _retrain_config(args)
+    check_tensorboard(args)
+    result = retrain(cfg, args.output, resume=args.resume, device=args.device, progress=progress_of(args))
     if os.environ.get("RANK", "0") == "0":
-        top5 = result.get("best_top5")
-        print(f"best top-1 {result.get('best_top1')}" + (f", top-5 {top5}" if top5 is not None else "")
-              + f"  ->  {Path(args.output).resolve()}")
+        print(f"{summary_line(result)}  ->  {Path(args.output).resolve()}")
+        write_tensorboard(args, args.output)
     return 0
 
 
@@ -232,9 +290,11 @@ def _add_retrain(sub) -> None:
                        help="train a found architecture stand-alone (DARTS/NB201 evaluation recipes)",
                        description="Train a genotype from scratch with a recipe preset: quick (Fashion-MNIST, "
                                    "minutes), cifar (DARTS protocol: 600 epochs, C=36, 20 cells, cutout, drop path, "
-                                   "auxiliary 0.4) or imagenet (GeNAS protocol). Writes config.json, log.jsonl, "
-                                   "last.pt (full state for --resume), best.pt and result.json (top-1/top-5, params, "
-                                   "MACs). Works under torchrun (DDP).")
+                                   "auxiliary 0.4) or imagenet (GeNAS protocol), or fine-tune it from its supernet weights "
+                                   "(--init-from-supernet RUN). Writes config.json, log.jsonl, last.pt (full state for "
+                                   "--resume), best.pt (selected on held-out training images; where the recipe holds "
+                                   "none out, the best test epoch, labelled optimistic) and result.json (final-epoch "
+                                   "top-1/top-5 first, params, MACs). Works under torchrun (DDP).")
     p.add_argument("--genotype", help=f"genotype string, or a published DARTS name: {', '.join(PUBLISHED.names())}")
     p.add_argument("--result", help="a search result.json whose best genotype to train")
     name_option(p, "--preset", list(RETRAIN_PRESETS), "retrain preset", "recipe (default quick)", default="quick")
@@ -242,7 +302,17 @@ def _add_retrain(sub) -> None:
                        negatable=("auxiliary",), presets=RETRAIN_PRESETS, space_presets=SPACE_PRESETS)
     add_config_options(p.add_argument_group("recipe overrides"), RetrainConfig, skip=("space", "auxiliary"),
                        presets=RETRAIN_PRESETS, space_presets=SPACE_PRESETS)
-    p.set_defaults(func=cmd_retrain)
+    add_tensorboard_option(p)
+    p.set_defaults(func=cmd_retrain, config_of=_print_retrain_config)
+
+
+def _print_retrain_config(args: argparse.Namespace) -> dict:
+    """--print-config: the config.json this retraining would have (a resumed one: its stored one)."""
+    from ..io import load_json
+    from ..options import to_dict
+
+    cfg = _retrain_config(args)
+    return to_dict(cfg) if cfg is not None else load_json(Path(args.output) / "config.json")
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -250,9 +320,9 @@ def _add_retrain(sub) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..export import MODEL, export_run
 
-    out = export_run(args.run, args.output, force=args.force)
+    out = export_run(args.run, args.output, force=args.force, onnx=args.onnx)
     print(f"exported {out / MODEL} (load with torch.export.load(path).module(); no genas needed) and "
-          f"{out / 'genotype.json'}")
+          f"{out / 'genotype.json'}" + (f"; ONNX: {out / 'model.onnx'}" if args.onnx else ""))
     return 0
 
 
@@ -263,6 +333,8 @@ def _add_export(sub) -> None:
                                    "torch.export program (model.pt2) that loads without genas, plus genotype.json "
                                    "(genotype, network arguments, input shape, normalisation).")
     p.add_argument("--run", required=True, help="a finished `genas run` or `genas retrain` folder")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx (dynamic batch; needs the onnx extra: pip install 'genas[onnx]')")
     p.set_defaults(func=cmd_export)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import GenasError
 from ..run_folder import check_new_output
 from .options import (add_config_options, add_scoring_options, comma_list, config_values, name_option,
-                      progress_of, scoring_config, shared)
+                      plain_values, progress_of, scoring_config, shared)
 
 # the ScoringConfig fields that `genas noise-grid` measures with (the noise itself is its grid)
 MEASUREMENT = ("bn_images", "bn_batch_size", "bn_mode", "val_images", "batch_size")
@@ -32,18 +32,49 @@ def _read_genotypes(path: str) -> list[str]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..groundtruth import BenchConfig, run_bench
-    from ..options import from_dict
+    from ..groundtruth import run_bench
 
-    values = config_values(args, BenchConfig)
-    if args.genotypes:
-        values["genotypes"] = _read_genotypes(args.genotypes)
-    summary = run_bench(args.output, from_dict(BenchConfig, values), workers=args.workers, resume=args.resume,
+    summary = run_bench(args.output, _bench_config(args), workers=args.workers, resume=args.resume,
                         device=args.device, progress=progress_of(args))
     if os.environ.get("RANK", "0") == "0":
         print(f"{summary['rows']}/{summary['target']} architectures in {Path(args.output, 'results.jsonl')} "
               f"({summary['total_train_seconds']} s of training)")
     return 0
+
+
+def _bench_config(args: argparse.Namespace):
+    """The recipe and sample: the options passed (``genotypes``: a file of them, or the list of a
+    --config file such as a bench folder's config.json)."""
+    from ..groundtruth import BenchConfig
+    from ..options import from_dict
+
+    values = config_values(args, BenchConfig)
+    if isinstance(args.genotypes, list):
+        values["genotypes"] = args.genotypes
+    elif args.genotypes:
+        values["genotypes"] = _read_genotypes(args.genotypes)
+    return from_dict(BenchConfig, values)
+
+
+def _print_bench_config(args: argparse.Namespace) -> dict:
+    """--print-config: the config.json the bench folder would have, and --workers."""
+    from ..options import to_dict
+
+    return {**to_dict(_bench_config(args)), "workers": args.workers}
+
+
+def _scoring_printer(parser):
+    """--print-config of a command with proxy scoring: its own options, the resolved proxy settings
+    under ``scoring`` (the section of a search's scoring.json)."""
+    from ..options import to_dict
+    from ..proxies.config import ScoringConfig
+
+    def resolved(args: argparse.Namespace) -> dict:
+        out = plain_values(parser, args, skip=getattr(args, "_config_fields", {}).get(ScoringConfig.__name__, []))
+        out["scoring"] = to_dict(scoring_config(args, getattr(args, "seed", 0) or 0))
+        return out
+
+    return resolved
 
 
 def _add_bench(sub) -> None:
@@ -61,7 +92,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--genotypes", help="file with one architecture per line to train instead of the seeded sample "
                                        "(e.g. search winners); a later, longer file extends the same folder")
     add_config_options(p.add_argument_group("recipe and sample"), BenchConfig)
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, config_of=_print_bench_config)
 
 
 # --- score and noise-grid ---------------------------------------------------------------------------
@@ -113,7 +144,7 @@ def _add_score(sub) -> None:
                    help="fresh noise per candidate instead of common random numbers")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     add_scoring_options(p.add_argument_group("proxy scoring"))
-    p.set_defaults(func=cmd_score)
+    p.set_defaults(func=cmd_score, config_of=_scoring_printer(p))
 
 
 def cmd_noise_grid(args: argparse.Namespace) -> int:
@@ -141,7 +172,7 @@ def _add_noise_grid(sub) -> None:
                                   "element/all, filter/weights on doubling ladders, see genas/workflows/noise_grid.py)")
     p.add_argument("--seeds", type=SEEDS, default="0", help="comma-separated noise seeds (default 0)")
     add_scoring_options(p.add_argument_group("measurement"), only=MEASUREMENT, presets=False)
-    p.set_defaults(func=cmd_noise_grid)
+    p.set_defaults(func=cmd_noise_grid, config_of=_scoring_printer(p))
 
 
 # --- offline analyses -------------------------------------------------------------------------------

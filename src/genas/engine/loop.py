@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import GenasError
+from .precision import FP32, TrainPrecision
 from .step import sgd_step
 
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -46,8 +47,12 @@ def bar_disabled(progress: bool | None, is_main: bool = True) -> bool | None:
 
 def train_one_epoch(step: Step, batches: Iterable, opt: torch.optim.Optimizer, params, grad_clip: float,
                     device: torch.device, *, total: int | None = None, desc: str = "",
-                    disable: bool | None = None) -> EpochStats:
+                    disable: bool | None = None, precision: TrainPrecision | None = None) -> EpochStats:
     """Run ``step`` on every batch with an SGD step (``grad_clip`` > 0 clips the gradient norm).
+
+    ``precision`` (:class:`~genas.engine.precision.TrainPrecision`): ``step`` runs under its autocast
+    on inputs in its memory format, and the step uses its gradient scaler (fp16); by default fp32,
+    exactly the operations of a loop without it.
 
     A non-finite loss or non-finite weights at the end of the epoch stop training with a one-line
     :class:`GenasError` before the caller checkpoints the epoch, so the last finite checkpoint is kept.
@@ -56,10 +61,12 @@ def train_one_epoch(step: Step, batches: Iterable, opt: torch.optim.Optimizer, p
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen, t0 = 0, time.perf_counter()
+    amp = precision or FP32
     for x, y in tqdm(batches, total=total, desc=desc, leave=False, disable=disable, dynamic_ncols=True):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss, logits = step(x, y)
-        sgd_step(loss, opt, params, grad_clip)
+        x, y = amp.inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        with amp.autocast():
+            loss, logits = step(x, y)
+        sgd_step(loss, opt, params, grad_clip, scaler=amp.scaler)
         loss_sum += loss.detach().double() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)

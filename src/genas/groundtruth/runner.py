@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from .. import options, seeding
 from ..data import DATASETS
+from ..engine import PRECISIONS
 from ..errors import GenasError
 from ..io import append_jsonl, load_json, read_jsonl, save_json
 from ..options import check_resume, from_dict, option, to_dict
@@ -56,6 +58,10 @@ class BenchConfig:
     corruption_seed: int = option(0, "seed of the corruptions of the distribution-shifted set", cli=False)
     genotypes: list[str] | None = option(None, "explicit architectures (e.g. search winners) instead of the sample",
                                          cli=False)
+    precision: str = option("fp32", "training arithmetic: fp32, bf16 (autocast) or fp16 (autocast + gradient "
+                                    "scaler, CUDA only); evaluation stays fp32", choices=PRECISIONS)
+    channels_last: bool = option(False, "train in NHWC memory format (faster on GPU; changes rounding only)")
+    deterministic: bool = option(False, "deterministic algorithms and cuDNN flags (slower on GPU)")
 
     def validate(self) -> "BenchConfig":
         options.validate(self)  # the bounds and choices declared above
@@ -116,8 +122,16 @@ def done_genotypes(out: Path) -> set[str]:
 
 
 def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), device: str = "cpu",
-               progress: bool | None = None, log=print) -> int:
+               progress: bool | None = None, log=logging.getLogger("genas").info) -> int:
     """Train every unclaimed, unfinished architecture of this shard; returns how many it did."""
+    from ..engine.precision import deterministic_mode
+
+    with deterministic_mode(cfg.deterministic):
+        return _run_worker(out, cfg, shard, device, progress, log)
+
+
+def _run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int], device: str, progress: bool | None,
+                log) -> int:
     import torch
 
     from ..data import load_data
@@ -133,7 +147,8 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
     train_cfg = StandaloneConfig(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, epochs=cfg.epochs,
                                  batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                  max_train_images=cfg.max_train_images, train_on="train-half",
-                                 val_images=cfg.val_images, seed=cfg.seed)
+                                 val_images=cfg.val_images, seed=cfg.seed, precision=cfg.precision,
+                                 channels_last=cfg.channels_last)
     archs = cfg.architectures(space)
     texts = {space.format(g) for g in archs}  # progress counts this list only (a folder may hold others)
     rank, world = shard
@@ -176,8 +191,11 @@ def run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int] = (0, 1), dev
 def _worker_main(out: str, cfg_dict: dict, shard: tuple[int, int], threads: int) -> int:
     import torch
 
+    from ..logs import session
+
     torch.set_num_threads(threads)
-    return run_worker(Path(out), BenchConfig(**cfg_dict), shard, progress=False)
+    with session():  # a spawned worker's own console lines (one per architecture)
+        return run_worker(Path(out), BenchConfig(**cfg_dict), shard, progress=False)
 
 
 def run_bench(out: str | Path, cfg: BenchConfig, workers: int = 1, resume: bool = False, device: str = "cpu",
@@ -187,8 +205,11 @@ def run_bench(out: str | Path, cfg: BenchConfig, workers: int = 1, resume: bool 
 
     from ..engine.distributed import resolve_device  # here: importing this module stays torch-free
 
+    from ..engine.precision import check_precision
+
     out = Path(out)
     device = str(resolve_device(device))  # the common device check, before any file is written
+    check_precision(cfg.validate().precision, device)
     space = get_space(cfg.space)
     texts = {space.format(g) for g in cfg.validate().architectures(space)}  # bad genotypes fail before any file changes
     cfg = prepare(out, cfg, resume)

@@ -1,9 +1,11 @@
 """Settings of the supernet proxies (:class:`ScoringConfig`) and the named flatness presets."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from ..engine.bn import BN_MODES
+from ..engine import PRECISIONS
 from .. import options
 from ..errors import GenasError
 from ..options import option
@@ -21,6 +23,9 @@ class ScoringConfig:
     bn_batch_size: int = option(64, "batch size of BN recalibration", min=1)
     bn_mode: str = option("exact", "BN recalibration: exact (cumulative average) or official (EMA 0.1 after reset, "
                                    "see engine/bn.py)", choices=BN_MODES)
+    # NHWC recalibration: ~1.75x on CPU; on 100 candidates ranking unchanged (tau 1.0), scores within 7.5e-6 relative
+    bn_channels_last: bool = option(True, "BN recalibration in NHWC: faster on CPU, rounding only (engine/bn.py, "
+                                          "BENCHMARKS.md); False = the NCHW path", cli=False)
     # 3000 from results/flatness-stability: 1/10 of the official passes at Kendall tau 0.88 vs 0.90 for the official 30k
     val_images: int | None = option(3000, "search-validation images per measurement (chosen in "
                                           "results/flatness-stability; 0 = the whole half, official 25k)", min=1,
@@ -45,15 +50,23 @@ class ScoringConfig:
                                 choices=NOISE_SCALINGS)
     noise_params: str = option("all", "parameters the noise perturbs: all (GeNAS) or weights (conv/linear weights "
                                       "only; BN affine and biases unperturbed)", choices=NOISE_PARAMS)
+    noise_antithetic: bool = option(False, "antithetic noise: measure every draw at +d and -d and average the "
+                                           "pair (2x the passes per draw; cancels its first-order loss change, "
+                                           "see results/flatness-stability)")
     common_noise: bool = option(True, "common random numbers across candidates", cli=False)
     gamma: float = option(16.0, "weight of flatness in angle+flatness / accuracy+flatness (as in the official "
                                     "README)")
     dil_conv_quirk: bool = option(False, "DARTS angle: reproduce the official [bn.w, bn.w] dil_conv vector",
                                   cli=False)
     seed: int = option(0, "noise seed", cli=False)
+    precision: str = option("fp32", "scoring arithmetic: fp32 only (with TF32 off on GPU); bf16/fp16 are refused "
+                                    "with the reason", choices=PRECISIONS, flag="--scoring-precision")
 
     def validate(self) -> "ScoringConfig":
+        from ..engine.precision import check_scoring_precision
         from .flatness import flatness_score
+
+        check_scoring_precision(self.precision)
 
         self.stds = tuple(float(s) for s in self.stds)
         if isinstance(self.alpha, str) and self.alpha != "auto":
@@ -76,17 +89,28 @@ FLATNESS_PRESETS = {
     # GeNAS as published: absolute noise on every parameter, sigma = 0.001/0.003/0.006, alpha = 1 with the depth
     # at sigma_1, a fresh draw per level (the poster's formula)
     "paper": dict(stds=(0.001, 0.003, 0.006), alpha=1.0, depth_at="sigma1", noise_scaling="absolute",
-                  noise_params="all", noise_mode="independent", noise_samples=1),
+                  noise_params="all", noise_mode="independent", noise_samples=1, noise_antithetic=False),
     # the official code: as "paper" with cumulative noise, its EMA BN recalibration and per-candidate noise
     "official": dict(stds=(0.001, 0.003, 0.006), alpha=1.0, depth_at="sigma1", noise_scaling="absolute",
                      noise_params="all", noise_mode="cumulative", noise_samples=1, bn_mode="official",
-                     common_noise=False),
+                     common_noise=False, noise_antithetic=False),
     # the best variant of results/flatness-calibration (NB201 on Fashion-MNIST): the paper's noise with
     # alpha="auto" (depth and slope terms balanced by their spread). Not the default: its held-out check
     # did not beat the paper preset (see that README)
     "calibrated": dict(stds=(0.001, 0.003, 0.006), alpha="auto", depth_at="sigma1", noise_scaling="absolute",
-                       noise_params="all", noise_mode="independent", noise_samples=1),
+                       noise_params="all", noise_mode="independent", noise_samples=1, noise_antithetic=False),
 }
+
+
+# What a run folder saved before a setting existed was scored with, where that differs from today's default
+# (a folder's missing key must not silently switch to a new default on resume)
+LEGACY_DEFAULTS = dict(noise_antithetic=False)
+
+
+def stored_scoring_defaults() -> dict:
+    """ScoringConfig defaults as a folder stores them (JSON), with :data:`LEGACY_DEFAULTS` for keys an
+    older folder lacks: fill a saved ``scoring`` dict with these before comparing it."""
+    return {**json.loads(json.dumps(options.to_dict(ScoringConfig()))), **LEGACY_DEFAULTS}
 
 
 def scoring_config(preset: str | None = None, **overrides) -> ScoringConfig:
@@ -94,4 +118,5 @@ def scoring_config(preset: str | None = None, **overrides) -> ScoringConfig:
     return options.resolve(ScoringConfig, preset, FLATNESS_PRESETS, overrides, what="--flatness-preset").validate()
 
 
-__all__ = ["DEPTH_AT", "FLATNESS_PRESETS", "ScoringConfig", "scoring_config"]
+__all__ = ["DEPTH_AT", "FLATNESS_PRESETS", "LEGACY_DEFAULTS", "ScoringConfig", "scoring_config",
+           "stored_scoring_defaults"]

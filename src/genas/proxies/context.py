@@ -17,6 +17,7 @@ from .. import seeding
 from ..data import Data
 from ..engine.bn import recalibrate_bn
 from ..engine.evaluate import evaluate
+from ..engine.precision import exact_fp32
 from ..spaces import NetworkSpec, SearchSpace, Supernet
 from .config import ScoringConfig
 
@@ -50,7 +51,11 @@ class ProxyContext:
 
 
 class ScoringContext(ProxyContext):
-    """Adds the trained supernet (and its epoch-0 weights) for the supernet proxies."""
+    """Adds the trained supernet (and its epoch-0 weights) for the supernet proxies.
+
+    BN recalibration and evaluation run in exact fp32 (:func:`genas.engine.precision.exact_fp32`:
+    TF32 and autocast off whatever the global settings), as the flatness measurement does.
+    """
 
     def __init__(self, space: SearchSpace, supernet: Supernet, data: Data, cfg: ScoringConfig,
                  device: torch.device | str = "cpu", init_state: dict | None = None,
@@ -80,7 +85,8 @@ class ScoringContext(ProxyContext):
         genotype = tuple(genotype)
         if self._last is None or self._last[0] != genotype:
             net = self.supernet.extract(genotype)
-            recalibrate_bn(net, self.bn_batches, self.cfg.bn_mode)
+            with exact_fp32():
+                recalibrate_bn(net, self.bn_batches, self.cfg.bn_mode, channels_last=self.cfg.bn_channels_last)
             self._last = (genotype, net, None)
         return self._last[1]
 
@@ -88,7 +94,7 @@ class ScoringContext(ProxyContext):
         """Validation loss and accuracy of the recalibrated candidate (cached)."""
         net = self.recalibrated(genotype)
         if self._last[2] is None:
-            with torch.inference_mode():
+            with torch.inference_mode(), exact_fp32():
                 metrics = evaluate(net, self.val_batches, self.device)
             self._last = (self._last[0], net, metrics)
         return self._last[2]

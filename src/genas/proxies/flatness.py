@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import seeding
+from ..engine.precision import exact_fp32
 
 from .measure import losses_under_noise
 from .registry import ProxyResult, register
@@ -100,14 +101,17 @@ def auto_alpha(terms: Sequence[tuple[float, float]]) -> float:
 
 
 def _measure(ctx, genotype):
-    """Losses under noise and (when the depth is at sigma=0) the unperturbed loss of a candidate."""
+    """Losses under noise and (when the depth is at sigma=0) the unperturbed loss of a candidate,
+    in exact fp32 (TF32 and autocast off: see :func:`genas.engine.precision.exact_fp32`)."""
     cfg = ctx.cfg
     net = ctx.recalibrated(genotype)
     candidate_key = None if cfg.common_noise else zlib.crc32(ctx.space.format(genotype).encode())
-    measured = losses_under_noise(net, ctx.val_batches, cfg.stds, mode=cfg.noise_mode, samples=cfg.noise_samples,
-                                  seed=cfg.seed, key_of=ctx.noise_key(genotype), candidate_key=candidate_key,
-                                  scaling=cfg.noise_scaling, params=cfg.noise_params,
-                                  channels_last=cfg.channels_last, fuse_bn=cfg.fuse_bn)
+    with exact_fp32():
+        measured = losses_under_noise(net, ctx.val_batches, cfg.stds, mode=cfg.noise_mode,
+                                      samples=cfg.noise_samples, seed=cfg.seed, key_of=ctx.noise_key(genotype),
+                                      candidate_key=candidate_key, scaling=cfg.noise_scaling,
+                                      params=cfg.noise_params, antithetic=cfg.noise_antithetic,
+                                      channels_last=cfg.channels_last, fuse_bn=cfg.fuse_bn)
     loss0 = ctx.evaluation(genotype)["loss"] if cfg.depth_at == "zero" else None
     return measured, loss0
 
@@ -118,7 +122,7 @@ def resolve_alpha(ctx) -> float:
     if cfg.alpha != "auto":
         return float(cfg.alpha)
     key = (cfg.seed, cfg.alpha_auto_archs, cfg.stds, cfg.noise_mode, cfg.noise_scaling, cfg.noise_params,
-           cfg.depth_at, cfg.noise_samples, cfg.common_noise)
+           cfg.depth_at, cfg.noise_samples, cfg.common_noise, cfg.noise_antithetic)
     cached = getattr(ctx, "_auto_alpha", None)
     if cached is None or cached[0] != key:
         rng = seeding.derive_rng(cfg.seed, seeding.SEARCH, 7919)
@@ -145,6 +149,8 @@ def flatness_proxy(ctx, genotype) -> ProxyResult:
         raw["alpha"] = alpha
     if cfg.noise_samples > 1:
         raw["losses_per_sample"] = measured.per_sample
+    if measured.per_sign is not None:
+        raw["losses_per_sign"] = measured.per_sign  # [std][sample][plus, minus]
     if not all(math.isfinite(v) for v in measured.losses):
         raw["blew_up"] = True
     return ProxyResult(value, raw)

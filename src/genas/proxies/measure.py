@@ -30,8 +30,9 @@ from .perturb import perturbed_levels
 
 @dataclass
 class NoiseLosses:
-    losses: list[float]  # mean loss per std, averaged over noise samples
-    per_sample: list[list[float]]  # [std][sample]
+    losses: list[float]  # mean loss per std, averaged over noise samples (and signs)
+    per_sample: list[list[float]]  # [std][sample]; with antithetic pairs, the mean of the pair
+    per_sign: list[list[list[float]]] | None = None  # antithetic: [std][sample][plus, minus]
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
@@ -125,14 +126,16 @@ def _summed_loss(forward, batches: list) -> torch.Tensor:
 @torch.inference_mode()
 def losses_under_noise(net: torch.nn.Module, batches: list, stds: Sequence[float], *, samples: int = 1,
                        seed: int = 0, channels_last: bool = True, fuse_bn: bool = False,
-                       chunk: int | None = None, **perturb_kwargs) -> NoiseLosses:
+                       chunk: int | None = None, antithetic: bool = False, **perturb_kwargs) -> NoiseLosses:
     """Mean per-image validation loss of ``net`` at each noise std, restoring its weights after.
 
     ``batches`` is a list of (x, y) already on the net's device. ``perturb_kwargs`` (noise mode,
     scaling, which parameters, common random numbers) go to
     :func:`genas.proxies.perturb.perturbed_levels` unchanged. ``fuse_bn``, ``chunk`` and
     ``channels_last`` only change speed (see the module docstring); ``channels_last=False,
-    fuse_bn=False, chunk=None`` is the plain computation. Defaults: what measured fastest on a
+    fuse_bn=False, chunk=None`` is the plain computation. ``antithetic``: every draw is measured at
+    +d and -d (twice the passes) and the pair averaged, cancelling its first-order loss change.
+    Defaults: what measured fastest on a
     2-core CPU (``benchmarks/bench_flatness.py --ablation``): NHWC pays (~1.5x), folding BN did
     not (no gain with NHWC, a loss without it), so it stays off; the chunk is the caller's.
     """
@@ -141,10 +144,13 @@ def losses_under_noise(net: torch.nn.Module, batches: list, stds: Sequence[float
     n_images = sum(len(y) for _, y in batches)
     fast = fuse_bn or channels_last
     twin = _FastTwin(net, fuse_bn, channels_last) if fast else None
-    per_sample = [[0.0] * samples for _ in stds]
+    signs = (1, -1) if antithetic else (1,)
+    per_sign = [[[0.0] * len(signs) for _ in range(samples)] for _ in stds]
     for s in range(samples):
-        for k, _ in perturbed_levels(net, stds, sample=s, seed=seed, **perturb_kwargs):
-            if twin is not None:
-                twin.refresh()
-            per_sample[k][s] = _summed_loss(twin if fast else net, batches).item() / n_images
-    return NoiseLosses([sum(v) / samples for v in per_sample], per_sample)
+        for j, sign in enumerate(signs):
+            for k, _ in perturbed_levels(net, stds, sample=s, seed=seed, sign=sign, **perturb_kwargs):
+                if twin is not None:
+                    twin.refresh()
+                per_sign[k][s][j] = _summed_loss(twin if fast else net, batches).item() / n_images
+    per_sample = [[sum(v) / len(signs) if antithetic else v[0] for v in level] for level in per_sign]
+    return NoiseLosses([sum(v) / samples for v in per_sample], per_sample, per_sign if antithetic else None)

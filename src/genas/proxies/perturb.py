@@ -32,6 +32,11 @@ Noise scaling (``scaling``), the direction ``d`` added as ``s_k * d``:
 Which parameters (``params``): ``all`` (the official code) or ``weights`` (conv and linear weights,
 i.e. tensors of 2+ dimensions; BN affine parameters and biases keep their values bitwise). With a
 relative scaling and ``cumulative`` mode the direction is always relative to the unperturbed weights.
+
+Antithetic pairs (``sign=-1``): the same draw with the direction negated, theta - s_k * d (in
+``cumulative`` mode the mirrored walk). A draw's loss change is g.(s d) + O(s^2) with g the gradient at
+the inherited weights, which is not zero; the mean of the +/- pair cancels the linear term exactly and
+keeps the curvature term that flatness is about.
 """
 from __future__ import annotations
 
@@ -81,12 +86,15 @@ def perturbed_parameters(net: torch.nn.Module, params: str = "all") -> list[tupl
 def perturbed_levels(net: torch.nn.Module, stds: Sequence[float], *, mode: str = "independent", sample: int = 0,
                      seed: int = 0, key_of: Callable[[str], str] | None = None,
                      candidate_key: int | None = None, scaling: str = "absolute",
-                     params: str = "all") -> Iterator[tuple[int, float]]:
+                     params: str = "all", sign: int = 1) -> Iterator[tuple[int, float]]:
     """Set ``net``'s parameters to each noise level in turn, yielding (level index, std).
 
     The original weights are restored bitwise when the iteration ends, fails or is abandoned.
-    ``key_of`` maps a parameter name to its noise key (default: the name itself).
+    ``key_of`` maps a parameter name to its noise key (default: the name itself). ``sign=-1`` gives
+    the antithetic partner of the same draw (the direction negated); ``sign=1`` is bitwise the plain draw.
     """
+    if sign not in (1, -1):
+        raise ValueError(f"noise sign must be 1 or -1, got {sign!r}")
     if mode not in NOISE_MODES:
         raise ValueError(f"unknown noise mode {mode!r}; use one of {', '.join(NOISE_MODES)}")
     if scaling not in NOISE_SCALINGS:
@@ -101,9 +109,9 @@ def perturbed_levels(net: torch.nn.Module, stds: Sequence[float], *, mode: str =
                 for (_, p), orig, key in zip(chosen, originals, keys):
                     d = scaled_direction(noise_like(p, key, k, sample, seed, candidate_key), orig, scaling)
                     if mode == "independent":
-                        p.copy_(orig + std * d)
+                        p.copy_(orig + (sign * std) * d)
                     else:
-                        p.add_((std - prev) * d)
+                        p.add_((sign * (std - prev)) * d)
             prev = std
             yield k, std
     finally:

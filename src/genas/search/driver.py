@@ -19,6 +19,7 @@ writes files; the result is the single-process result, byte for byte.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from .strategy import SearchConfig, SearchStrategy
 
 STATE, LOG, RESULT = "state.json", "candidates.jsonl", "result.json"
 STATE_VERSION = 1
+# what a search saved before a setting existed ran with: every string scored, no resource limits
+LEGACY_CONFIG = {"dedup": "off"}
 
 # strategy name -> (strategy class, config class)
 STRATEGIES: dict[str, tuple[type[SearchStrategy], type[SearchConfig]]] = {
@@ -174,11 +177,11 @@ def make_config(strategy: str, **overrides) -> SearchConfig:
     return cls(**values).validate()
 
 
-def make_strategy(strategy: str, space: SearchSpace, cfg: SearchConfig) -> SearchStrategy:
+def make_strategy(strategy: str, space: SearchSpace, cfg: SearchConfig, cost=None) -> SearchStrategy:
     strategy_cls, cfg_cls = _lookup(strategy)
     if type(cfg) is not cfg_cls:
         raise TypeError(f"{strategy} search needs a {cfg_cls.__name__}, got {type(cfg).__name__}")
-    return strategy_cls(space, cfg)
+    return strategy_cls(space, cfg, cost)
 
 
 def read_search_config(out_dir: str | Path) -> tuple[str, SearchConfig]:
@@ -191,6 +194,7 @@ def _load_state(out_dir: Path) -> dict:
     state = load_json(out_dir / STATE)
     if state.get("version") != STATE_VERSION:
         raise GenasError(f"{out_dir / STATE} has unsupported version {state.get('version')!r}")
+    state["config"] = {**LEGACY_CONFIG, **state["config"]}
     return state
 
 
@@ -218,6 +222,14 @@ def search_result(strat: SearchStrategy, extra: dict | None = None) -> dict:
         "evaluations": strat.evaluations,
         "best_per_generation": strat.history,
     }
+    if strat.cfg.dedup != "off":  # how many strings each function stood for, and the scorings saved
+        strings = {g: 1 for g in strat.visited}
+        for rep, _ in strat.copies.values():
+            strings[rep] += 1
+        for entry, (g, _) in zip(result["topk"], strat.topk()):
+            entry["strings"] = strings[g]
+        result["best"]["strings"] = strings[best_g]
+        result["copies"] = len(strat.copies)
     clash = sorted(set(result) & set(extra or {}))
     if clash:
         raise ValueError(f"extra_result may not override {clash}")
@@ -227,7 +239,7 @@ def search_result(strat: SearchStrategy, extra: dict | None = None) -> dict:
 
 def run_search(space: SearchSpace, evaluate: Evaluate, strategy: str, cfg: SearchConfig, out_dir: str | Path,
                resume: bool = False, progress: bool | None = None, extra_result: dict | None = None,
-               shards: Shards | None = None) -> dict:
+               shards: Shards | None = None, cost=None) -> dict:
     """Run (or, with ``resume``, continue) a search into ``out_dir`` and return the result dict.
 
     ``evaluate(genotypes) -> list`` scores a batch; each item is a float (higher is better) or a dict
@@ -235,18 +247,40 @@ def run_search(space: SearchSpace, evaluate: Evaluate, strategy: str, cfg: Searc
     terminal, False hides it. Resuming a folder without ``state.json`` starts a fresh search there
     (a run killed before its first checkpoint has nothing to lose). ``shards``: this process's rank
     when several processes share the scoring (see :class:`Shards`); every rank returns the result.
+    ``cost(genotype) -> {"params", "macs"}`` serves the config's resource limits and, when given,
+    is recorded in every candidate line.
     """
     out_dir = Path(out_dir)
     shards = shards or Shards()
     folder = RunFolder(out_dir, f"{strategy} search", STATE)
     with folder.locked(shards.is_main):
-        return _run_search(space, evaluate, strategy, cfg, folder, resume, progress, extra_result, shards)
+        return _run_search(space, evaluate, strategy, cfg, folder, resume, progress, extra_result, shards, cost)
+
+
+def _candidate_lines(strat: SearchStrategy, records: list[dict], generation: int, seconds, ranks, now: float,
+                     cost, copies_before: int) -> list[dict]:
+    """The log lines of one generation: its scored candidates, then the strings proposed after it
+    whose function was already scored (``copy_of``: the scored string whose score they share)."""
+    fmt, lines = strat.space.format, []
+    for i, rec in enumerate(records):
+        line = {"genotype": fmt(rec["genotype"]), "score": rec["score"], "raw": rec["raw"],
+                "generation": generation, "seconds": round(seconds[i], 6), "time": round(now, 3)}
+        if ranks is not None:
+            line["rank"] = ranks[i]
+        lines.append(line)
+    for g, (rep, _) in list(strat.copies.items())[copies_before:]:
+        lines.append({"genotype": fmt(g), "score": strat.visited[rep], "raw": None, "copy_of": fmt(rep),
+                      "generation": generation, "seconds": 0.0, "time": round(now, 3)})
+    if cost is not None:
+        for line in lines:
+            line.update(cost(strat.space.parse(line["genotype"])))
+    return lines
 
 
 def _run_search(space: SearchSpace, evaluate: Evaluate, strategy: str, cfg: SearchConfig, folder: RunFolder,
-                resume: bool, progress: bool | None, extra_result: dict | None, shards: Shards) -> dict:
+                resume: bool, progress: bool | None, extra_result: dict | None, shards: Shards, cost=None) -> dict:
     out_dir = folder.path
-    strat = make_strategy(strategy, space, cfg)
+    strat = make_strategy(strategy, space, cfg, cost)
     header = {"version": STATE_VERSION, "strategy": strategy, "space": space.name, "config": to_dict(cfg)}
     resuming = folder.open(resume, missing_ok=True)
     if resuming:
@@ -267,21 +301,22 @@ def _run_search(space: SearchSpace, evaluate: Evaluate, strategy: str, cfg: Sear
                disable=True if hide else (None if progress is None else False), dynamic_ncols=True)
     with bar:
         while not strat.done:
-            generation, batch = strat.generation, strat.pending()
+            generation, batch, t0 = strat.generation, strat.pending(), time.perf_counter()
             results, seconds, ranks = _evaluate_generation(evaluate, list(batch), shards)
             now = time.time()
+            copies_before = len(strat.copies)
             records = strat.tell(batch, results)
             if shards.is_main:
-                for i, rec in enumerate(records):
-                    line = {"genotype": space.format(rec["genotype"]), "score": rec["score"], "raw": rec["raw"],
-                            "generation": generation, "seconds": round(seconds[i], 6), "time": round(now, 3)}
-                    if ranks is not None:
-                        line["rank"] = ranks[i]
+                for line in _candidate_lines(strat, records, generation, seconds, ranks, now, cost, copies_before):
                     append_jsonl(line, out_dir / LOG)
                 save_json({**header, "search": strat.state_dict()}, out_dir / STATE)
             last = strat.history[-1]
             bar.update(1)
             bar.set_postfix(evals=last["evaluations"], best=f"{last['best_score']:.4g}")
+            if shards.is_main:  # one line per generation, on the console and in genas.log
+                logging.getLogger("genas").info(
+                    "%s search generation %d/%d: %d evaluations, best %.6g, %.1f s", strategy, generation + 1, n_gen,
+                    last["evaluations"], last["best_score"], time.perf_counter() - t0)
     if not strat.visited:
         raise GenasError(f"the search evaluated nothing: no valid genotype could be drawn from {space.name}")
     result = search_result(strat, extra_result)

@@ -17,9 +17,15 @@ ARCH_COLUMNS = ("arch_str", "ArchitectureString")  # NB201 files in shared/data/
 
 
 class TabularOracle:
-    """``evaluate(genotypes) -> list[float]`` backed by column ``column`` of ``csv_path``."""
+    """``evaluate(genotypes) -> list[float]`` backed by column ``column`` of ``csv_path``.
 
-    def __init__(self, csv_path: str | Path, column: str, space: SearchSpace):
+    ``canonical_rule`` (a dedup rule of the space, or None): score a genotype by the mean over every
+    string of its function class in the table. A table trains each string separately, so the
+    strings of one function carry independent training noise; a search that scores each function
+    once (dedup) should see the function's value, not whichever string it happened to draw.
+    """
+
+    def __init__(self, csv_path: str | Path, column: str, space: SearchSpace, canonical_rule: str | None = None):
         self.path, self.column, self.space = Path(csv_path), column, space
         try:
             with open(self.path, newline="") as f:
@@ -40,6 +46,17 @@ class TabularOracle:
             raise GenasError(f"tabular file {self.path} not found") from None
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise GenasError(f"cannot read tabular file {self.path}: {exc}") from None
+        self.scores = self.table if canonical_rule in (None, "off") else self._class_means(canonical_rule)
+
+    def _class_means(self, rule: str) -> dict[Genotype, float]:
+        groups: dict[str, list[Genotype]] = {}
+        for g in self.table:
+            groups.setdefault(self.space.canonical(g, rule), []).append(g)
+        means = {}
+        for members in groups.values():
+            mean = math.fsum(self.table[g] for g in members) / len(members)
+            means.update((g, mean) for g in members)
+        return means
 
     def _read(self, rows, arch_idx: int, value_idx: int) -> dict[Genotype, float]:
         table: dict[Genotype, float] = {}
@@ -69,11 +86,11 @@ class TabularOracle:
         out = []
         for g in genotypes:
             try:
-                out.append(self.table[tuple(g)])
+                out.append(self.scores[tuple(g)])
             except KeyError:
                 raise GenasError(f"architecture {self.space.format(g)} is not in {self.path.name}") from None
         return out
 
     def optimum(self) -> tuple[Genotype, float]:
-        """The best row of the table (first one on ties), for reference."""
-        return max(self.table.items(), key=lambda item: item[1])
+        """The best row of the table by score (first one on ties), for reference."""
+        return max(self.scores.items(), key=lambda item: item[1])

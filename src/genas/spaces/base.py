@@ -71,6 +71,11 @@ class SearchSpace(ABC):
     has_auxiliary: bool = False  # its stand-alone networks can have an auxiliary head
     has_drop_path: bool = False  # its stand-alone networks use drop path
     supernet_weight_decay: float = 3e-4  # SPOS training default (GeNAS: 5e-4 on NB201, 3e-4 on DARTS)
+    # the evaluation network resource constraints are measured on (genas.engine.cost.CostModel):
+    # NetworkSpec fields, one input image's shape, and whether its cost is a sum over genes
+    cost_network: dict = {}
+    cost_input: tuple[int, ...] = (3, 32, 32)
+    additive_cost: bool = False
 
     # --- encoding -----------------------------------------------------------------------------
     @abstractmethod

@@ -167,6 +167,7 @@ class DARTSSpace(SearchSpace):
     network_styles = ("cifar", "imagenet")
     has_auxiliary = True
     has_drop_path = True
+    cost_network = {"channels": 36, "layers": 20}  # the DARTS CIFAR protocol (auxiliary head excluded)
 
     def __init__(self, mutate_reduce: bool = True):
         self.mutate_reduce = bool(mutate_reduce)
@@ -211,9 +212,10 @@ class DARTSSpace(SearchSpace):
 
     def canonical(self, genotype: Sequence[int], rule: str = "default") -> str:
         """The cell pair with each node's two (op, input) pairs in sorted order: node inputs are
-        summed, so the order of a node's two pairs does not change the function."""
-        if rule != "default":
-            raise ValueError(f"unknown DARTS canonical rule {rule!r}; use default")
+        summed, so the order of a node's two pairs does not change the function. ``strict`` is the
+        same: a valid DARTS cell has no all-zero node."""
+        if rule not in ("default", "strict"):
+            raise ValueError(f"unknown DARTS canonical rule {rule!r}; use default or strict")
         pairs = self.to_pairs(genotype)
         cells = {}
         for which in CELL_NAMES:

@@ -23,6 +23,8 @@ class NB201Space(SearchSpace):
     num_genes = len(NB201_EDGES)
     edges = NB201_EDGES
     supernet_weight_decay = 5e-4
+    cost_network = {"channels": 16, "cells_per_stage": 5}  # NAS-Bench-201's network (its params/FLOPs table)
+    additive_cost = True  # every edge's op is its own module with fixed shapes
 
     def size(self) -> int:
         return len(self.ops) ** self.num_genes

@@ -10,13 +10,12 @@ epoch (the official code steps it before, so its epoch 0 already uses the second
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
 from .. import seeding
 from ..data import Data, load_data
 from ..engine.bn import recalibrate_bn
@@ -24,9 +23,10 @@ from ..engine.checkpoint import load_checkpoint, load_into, load_torch, save_tor
 from ..engine.distributed import DistContext, training_session
 from ..engine.evaluate import evaluate
 from ..engine.loop import EpochStats, bar_disabled, train_one_epoch, wrap_ddp
+from ..engine.precision import TrainPrecision, check_precision, deterministic_mode, numerics_record
 from ..errors import GenasError
 from ..io import append_jsonl, load_json, read_jsonl, save_json
-from ..options import may_change, to_dict
+from ..options import defaults, may_change, to_dict
 from ..spaces import get_space
 from . import run as rf
 from .config import SupernetConfig
@@ -54,6 +54,7 @@ class _Trainer:
     opt: torch.optim.Optimizer
     sched: object
     progress: bool | None
+    amp: TrainPrecision  # --precision / --channels-last (its fp16 scaler state is checkpointed)
 
     @property
     def train_idx(self):
@@ -77,6 +78,7 @@ class _Trainer:
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])
+            self.amp.load_state_dict(state.get("scaler"))
 
     def epoch(self, epoch: int, ddp: torch.nn.Module) -> dict:
         """Train one epoch on uniformly sampled paths; return its log record."""
@@ -96,7 +98,7 @@ class _Trainer:
         stats: EpochStats = train_one_epoch(
             step, batches, self.opt, self.model.parameters(), cfg.grad_clip, ctx.device,
             total=(len(self.train_idx) // ctx.world) // per_rank_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=bar_disabled(self.progress, ctx.is_main))
+            disable=bar_disabled(self.progress, ctx.is_main), precision=self.amp)
         lr = self.opt.param_groups[0]["lr"]
         self.sched.step()
         ctx.broadcast_buffers(self.model)
@@ -118,9 +120,13 @@ class _Trainer:
         append_jsonl(record, run / rf.LOG)
         state = dict(model=self.model.state_dict(), optimizer=self.opt.state_dict(),
                      scheduler=self.sched.state_dict(), epoch=epoch, torch_rng=torch.get_rng_state())
+        if self.amp.scaler is not None:
+            state["scaler"] = self.amp.state_dict()
         save_torch(state, run / rf.CHECKPOINT)
-        tqdm.write(f"epoch {epoch + 1}/{self.cfg.epochs}  loss {record['train_loss']:.4f}  acc "
-                   f"{record['train_acc']:.4f}  val_acc {record['val_acc']:.4f}  {record['images_per_s']:.0f} img/s")
+        logging.getLogger("genas").info(
+            f"supernet epoch {epoch + 1}/{self.cfg.epochs}: loss {record['train_loss']:.4f}, acc "
+            f"{record['train_acc']:.4f}, val_acc {record['val_acc']:.4f}, {record['images_per_s']:.0f} img/s, "
+            f"{record['seconds']:.1f} s")
 
     def finish(self, session_seconds: float) -> dict:
         final_state = self.model.state_dict()
@@ -132,7 +138,9 @@ class _Trainer:
                        final_train_loss=log[-1]["train_loss"] if log else None,
                        final_val_acc=log[-1]["val_acc"] if log else None,
                        images_per_s=round(sum(r["images_per_s"] for r in log) / len(log), 1) if log else None,
-                       train_seconds_this_session=round(session_seconds, 2))
+                       train_seconds_this_session=round(session_seconds, 2),
+                       numerics=dict(precision=self.cfg.precision, channels_last=self.cfg.channels_last,
+                                     **numerics_record(self.cfg.deterministic)))
         if self.ctx.is_main:
             save_torch(final_state, self.run / rf.FINAL)
             save_json(summary, self.run / rf.SUMMARY)
@@ -146,7 +154,7 @@ def _start_epoch(run: Path, cfg: SupernetConfig, resume: bool) -> int:
     if not folder.open(resume):
         folder.require_empty()
         return 0
-    folder.check(to_dict(cfg), may_change=may_change(SupernetConfig))
+    folder.check(to_dict(cfg), may_change=may_change(SupernetConfig), defaults=defaults(SupernetConfig))
     if not (run / rf.CHECKPOINT).exists():
         return 0  # killed before the first epoch finished: start over from the saved init
     return int(load_checkpoint(run / rf.CHECKPOINT, STATE_KEYS)["epoch"]) + 1
@@ -167,12 +175,13 @@ def train_supernet(cfg: SupernetConfig, run: str | Path, resume: bool = False, d
 def _train(cfg: SupernetConfig, run: Path, resume: bool, ctx: DistContext, progress: bool | None,
            data: Data | None) -> dict:
     cfg.validate()
+    check_precision(cfg.precision, ctx.device)
     if resume and (run / rf.SUMMARY).exists():  # finished: the same work comes back, other work is refused
-        rf.folder(run).check(to_dict(cfg), may_change=may_change(SupernetConfig))
+        rf.folder(run).check(to_dict(cfg), may_change=may_change(SupernetConfig), defaults=defaults(SupernetConfig))
         if data is not None:
             rf.check_data(run, data)
         return load_json(run / rf.SUMMARY)
-    with rf.folder(run).locked(ctx.is_main):
+    with rf.folder(run).locked(ctx.is_main), deterministic_mode(cfg.deterministic):
         return _train_locked(cfg, run, resume, ctx, progress, data)
 
 
@@ -190,12 +199,13 @@ def _train_locked(cfg: SupernetConfig, run: Path, resume: bool, ctx: DistContext
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
-    trainer = _Trainer(cfg, run, ctx, data, model, opt, sched, progress)
+    trainer = _Trainer(cfg, run, ctx, data, model, opt, sched, progress,
+                       TrainPrecision.make(cfg.precision, ctx.device, cfg.channels_last))
     trainer.restore(start_epoch)
     if ctx.is_main and resume:  # drop log lines of epochs that the checkpoint does not contain
         rf.folder(run).trim_log(rf.LOG, lambda r: r.get("epoch", -1) < start_epoch)
     ctx.barrier()
-    model.to(ctx.device)
+    trainer.amp.prepare(model.to(ctx.device))
     ddp = wrap_ddp(model, ctx, find_unused=True)
     total_time = 0.0
     for epoch in range(start_epoch, cfg.epochs):

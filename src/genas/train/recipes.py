@@ -10,7 +10,8 @@ Presets (:func:`retrain_config`), each the differences from :class:`RetrainConfi
 (the DARTS CIFAR protocol):
 
 * ``quick``: Fashion-MNIST, minutes on a CPU (DARTS C=8, 5 cells; NB201 C=16, N=1; 4 epochs on
-  10k images; no auxiliary head -- 28x28 inputs are too small for it -- no cutout, no drop path).
+  10k images; no auxiliary head -- 28x28 inputs are too small for it -- no cutout, no drop path;
+  best.pt selected on 5 % of the training set held out, not on the test set).
 * ``cifar``: the DARTS CIFAR protocol (600 epochs, C=36, 20 cells, batch 96, lr 0.025 cosine to 0,
   wd 3e-4, cutout 16, drop path 0.2, auxiliary 0.4, clip 5). For the NB201 space it is the
   NAS-Bench-201 protocol instead (200 epochs, C=16, N=5, batch 256, lr 0.1 Nesterov cosine,
@@ -18,6 +19,10 @@ Presets (:func:`retrain_config`), each the differences from :class:`RetrainConfi
 * ``imagenet``: the GeNAS ImageNet protocol (250 epochs, C=48 or the published per-architecture
   width, 14 cells, batch 1024, lr 0.5 linear with 5 warm-up epochs, wd 3e-5, label smoothing 0.1,
   auxiliary 0.4, clip 5, no cutout, drop path 0). Spaces with ImageNet-style networks only.
+
+``cifar`` and ``imagenet`` train on the whole training set, as their protocols do, so their
+best.pt is the best *test* epoch ("best on test — optimistic"); the honest number is the final
+epoch's, which is reported first. ``--holdout-fraction`` holds out part of the training set instead.
 
 The linear schedule, generalised from the GeNAS one (E = 250, T = 5): with T = min(5, E // 2)
 tail epochs, ``lr(e) = lr * (E - T - e) / (E - T)`` for ``e < E - T`` and
@@ -40,6 +45,7 @@ import torch.nn.functional as F
 
 from .. import options
 from ..data import DATASETS
+from ..engine import PRECISIONS
 from ..errors import GenasError
 from ..io import load_json
 from ..options import from_dict, option
@@ -87,11 +93,25 @@ class RetrainConfig:
     train_on: str = option("full", "the whole official training set, or train-half (the supernet-train half)",
                            choices=("full", "train-half"), cli=False)
     max_train_images: int | None = option(None, "use only this many training images", min=1)
+    holdout_fraction: float = option(0.0, "share of the training set held out (never trained on) to select best.pt; "
+                                          "0: best.pt is the best epoch on the test set, labelled optimistic",
+                                     min=0, lt=1)
+    init_from_supernet: str | None = option(None, "a train-supernet (or genas run) folder: fine-tune the subnet "
+                                                  "from its supernet weights, at the supernet's size (without "
+                                                  "--genotype/--result: the winner of the run's one search)",
+                                            resume_may_change=True)
+    supernet_digest: str | None = option(None, "sha256 of the inherited supernet's final.pt", cli=False)
+    supernet_affine: bool = option(False, "the inherited supernet's cell BNs are affine (NB201)", cli=False)
     test_images: int | None = option(None, "evaluate on the first K test images (all by default)", min=1, cli=False)
     eval_every: int = option(1, "evaluate every K epochs (and always after the last)", min=1, cli=False)
     seed: int = option(0, "training seed")
     save_every: int = option(0, "keep weights_epoch_K.pt every K epochs (0 = none)", min=0, cli=False)
     workers: int = option(2, "data-loading processes (image folders only)", min=0, cli=False, resume_may_change=True)
+    precision: str = option("fp32", "training arithmetic: fp32, bf16 (autocast) or fp16 (autocast + gradient "
+                                    "scaler, CUDA only); evaluation stays fp32", choices=PRECISIONS)
+    channels_last: bool = option(False, "train in NHWC memory format (faster on GPU; changes rounding only)")
+    deterministic: bool = option(False, "deterministic algorithms and cuDNN flags (slower on GPU; see "
+                                        "genas.engine.precision)")
 
     def validate(self) -> "RetrainConfig":
         if self.lr <= 0 or self.lr_min < 0 or self.lr_min > self.lr:
@@ -113,7 +133,7 @@ class RetrainConfig:
 RETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # a few CPU minutes on Fashion-MNIST
     "quick": dict(dataset="fashion-mnist", channels=8, layers=5, cells_per_stage=1, auxiliary=False, drop_path=0.0,
-                  epochs=4, batch_size=128, lr=0.05, cutout=0, max_train_images=10000),
+                  epochs=4, batch_size=128, lr=0.05, cutout=0, max_train_images=10000, holdout_fraction=0.05),
     # the DARTS CIFAR protocol (DARTS train.py)
     "cifar": dict(),
     # the GeNAS ImageNet protocol (official retrain_architecture/retrain.py)
@@ -159,6 +179,10 @@ def retrain_config(preset: str = "quick", **overrides) -> RetrainConfig:
     unknown = set(overrides) - {f.name for f in dataclasses.fields(RetrainConfig)}
     if unknown:
         raise GenasError(f"unknown retrain option(s) {sorted(unknown)}")
+    if overrides.get("init_from_supernet"):  # the supernet's size, data and digest (genas.train.finetune)
+        from .finetune import supernet_settings
+
+        overrides = supernet_settings(overrides["init_from_supernet"], overrides)
     space_name = SPACES.check(overrides.get("space", RetrainConfig.space))
     space = get_space(space_name)
     if preset == "imagenet" and "imagenet" not in space.network_styles:

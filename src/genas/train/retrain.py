@@ -8,10 +8,17 @@ Run folder (only rank 0 writes):
                    top-1/top-5 (when evaluated), seconds, images/s
 * ``last.pt``      full state after the last finished epoch (model, optimizer, epoch, RNG, best
                    so far), for ``--resume``
-* ``best.pt``      the model ``state_dict`` of the epoch with the best test top-1
+* ``best.pt``      the model ``state_dict`` of the epoch with the best top-1 on the held-out part
+                   of the training set (``holdout_fraction``: the tail of the recipe's training
+                   order, never trained on); a recipe without one selects on the test set, and
+                   ``result.json`` labels that "best on test — optimistic"
 * ``weights_epoch_K.pt``  optional snapshots every ``save_every`` epochs
-* ``result.json``  written last: best and final top-1/top-5, params (auxiliary head excluded),
+* ``result.json``  written last: final-epoch top-1/top-5 (the number to report), best.pt's epoch,
+                   its top-1/top-5 and how it was selected, params (auxiliary head excluded),
                    MACs, genotype, seconds
+
+With ``init_from_supernet`` the network is the supernet's extracted path, started from its
+inherited weights (:mod:`genas.train.finetune`) instead of from scratch.
 
 Randomness per epoch (data order, cutout squares, drop-path masks) is derived from
 (seed, epoch, rank), so a run resumed from ``last.pt`` ends with the same weights as an
@@ -44,13 +51,15 @@ from ..engine.cost import count_macs, count_params
 from ..engine.distributed import DistContext, training_session
 from ..engine.evaluate import evaluate, metrics_from_sums
 from ..engine.loop import bar_disabled, train_one_epoch, wrap_ddp
+from ..engine.precision import TrainPrecision, check_precision, deterministic_mode, numerics_record
 from ..errors import GenasError
 from ..io import append_jsonl, load_json, read_jsonl, save_json
-from ..options import may_change, to_dict
+from ..options import defaults, may_change, to_dict
 from ..run_folder import RunFolder
 from ..spaces import NetworkSpec, get_space
 from .recipes import (BEST, CONFIG, DATA, LAST, LOG, RESULT, RetrainConfig, cutout, drop_path_at, load_retrain_config,
                       lr_at, resolve_genotype, train_loss)
+from . import finetune
 from .standalone import train_indices
 
 log = logging.getLogger("genas")
@@ -58,8 +67,11 @@ STATE_KEYS = ("model", "optimizer", "epoch", "torch_rng", "best", "last_eval")
 
 
 def build_network(cfg: RetrainConfig, num_classes: int, in_channels: int) -> torch.nn.Module:
-    """The stand-alone network of ``cfg.genotype``, with deterministic initial weights."""
+    """The stand-alone network of ``cfg.genotype``, with deterministic initial weights (a fine-tune:
+    the supernet's extracted path, whose weights :func:`genas.train.finetune.inherit` loads)."""
     genotype = resolve_genotype(cfg.space, cfg.genotype)
+    if cfg.init_from_supernet is not None:
+        return finetune.subnet_network(cfg, genotype, num_classes, in_channels)
     spec = NetworkSpec(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, layers=cfg.layers,
                        num_classes=num_classes, in_channels=in_channels, style=cfg.style, auxiliary=cfg.auxiliary)
     with torch.random.fork_rng():
@@ -107,7 +119,7 @@ def _prepare(out: Path, cfg: RetrainConfig | None, resume: bool) -> tuple[Retrai
     saved = load_retrain_config(out)
     if cfg is not None:
         keep = may_change(RetrainConfig)
-        folder.check(to_dict(cfg), may_change=keep)
+        folder.check(to_dict(cfg), may_change=keep, defaults=defaults(RetrainConfig))
         saved = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in keep})
     if not (out / LAST).exists():
         return saved, 0  # killed before the first epoch finished: start over (initial weights are seeded)
@@ -138,9 +150,10 @@ class _Session:
         self.unused = probe_unused(self.model, self.input_shape, cfg.space)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=lr_at(cfg, 0), momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.amp = TrainPrecision.make(cfg.precision, ctx.device, cfg.channels_last)
         self.best = dict(top1=-1.0, top5=None, epoch=None)
         self.last_eval: dict = {}
-        self.train_idx = train_indices(data, cfg)
+        self.train_idx, self.holdout_idx = split_holdout(data, cfg)
         self.per_rank_batch = cfg.batch_size // ctx.world
         self.n_steps = (len(self.train_idx) // ctx.world) // self.per_rank_batch
         if self.n_steps == 0:
@@ -153,6 +166,7 @@ class _Session:
         load_into(self.model, state["model"], self.out / LAST, "the run's network")
         self.opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        self.amp.load_state_dict(state.get("scaler"))
         self.best, self.last_eval = dict(state["best"]), dict(state["last_eval"])
 
     def train_epoch(self, epoch: int, ddp: torch.nn.Module) -> dict:
@@ -176,7 +190,7 @@ class _Session:
         self.model.train()
         stats = train_one_epoch(step, batches, self.opt, self.model.parameters(), cfg.grad_clip, ctx.device,
                                 total=self.n_steps, desc=f"retrain {epoch + 1}/{cfg.epochs}",
-                                disable=bar_disabled(self.progress, ctx.is_main))
+                                disable=bar_disabled(self.progress, ctx.is_main), precision=self.amp)
         ctx.broadcast_buffers(self.model)
         sums = _all_sum(ctx, [stats.loss_sum, stats.correct, stats.seen])
         return dict(epoch=epoch, lr=lr, drop_path_prob=self.model.drop_path_prob,
@@ -192,8 +206,18 @@ class _Session:
         m = metrics_from_sums(_all_sum(self.ctx, sums), self.data.num_classes)
         self.last_eval = dict(test_loss=m["loss"], top1=m["accuracy"], top5=m["top5"]) if m["images"] else \
             dict(test_loss=None, top1=None, top5=None)
+        if len(self.holdout_idx):  # the selection set: training images never trained on
+            my_idx = self.holdout_idx[self.ctx.rank::self.ctx.world]
+            sums = evaluate(self.model, self.data.train.batches(my_idx, 256, train=False), self.ctx.device)["sums"]
+            h = metrics_from_sums(_all_sum(self.ctx, sums), self.data.num_classes)
+            self.last_eval.update(holdout_loss=h["loss"], holdout_top1=h["accuracy"])
         record.update(self.last_eval)
         self.last_eval["epoch"] = record["epoch"]
+
+    @property
+    def selection_key(self) -> str:
+        """The log key best.pt is selected by: held-out top-1, or test top-1 where there is no held-out set."""
+        return "holdout_top1" if len(self.holdout_idx) else "top1"
 
     def save_epoch(self, record: dict, improved: bool) -> None:
         """best.pt, the snapshot, the log line, then last.pt, the commit point (rank 0 only): killed
@@ -204,16 +228,16 @@ class _Session:
         if cfg.save_every and (epoch + 1) % cfg.save_every == 0:
             save_torch(self.model.state_dict(), out / f"weights_epoch_{epoch + 1}.pt")
         append_jsonl(record, out / LOG)
-        save_torch(dict(model=self.model.state_dict(), optimizer=self.opt.state_dict(), epoch=epoch, lr=record["lr"],
-                        torch_rng=torch.get_rng_state(), best=self.best, last_eval=self.last_eval), out / LAST)
-        if self.progress is not False:
-            from tqdm import tqdm
-
-            msg = f"retrain {epoch + 1}/{cfg.epochs}  lr {record['lr']:.5f}  loss {record['train_loss']:.4f}"
-            if record["top1"] is not None:
-                msg += f"  top1 {record['top1']:.4f}" + (f"  top5 {record['top5']:.4f}" if record["top5"] is not None
-                                                          else "")
-            tqdm.write(msg)
+        state = dict(model=self.model.state_dict(), optimizer=self.opt.state_dict(), epoch=epoch, lr=record["lr"],
+                     torch_rng=torch.get_rng_state(), best=self.best, last_eval=self.last_eval)
+        if self.amp.scaler is not None:
+            state["scaler"] = self.amp.state_dict()
+        save_torch(state, out / LAST)
+        msg = f"retrain epoch {epoch + 1}/{cfg.epochs}: lr {record['lr']:.5f}, loss {record['train_loss']:.4f}"
+        if record["top1"] is not None:
+            msg += f", top1 {record['top1']:.4f}" + (f", top5 {record['top5']:.4f}" if record["top5"] is not None
+                                                     else "")
+        log.info(msg)  # one line per epoch, with or without a progress bar
 
     def result(self, session_seconds: float) -> dict:
         cfg, ctx, model = self.cfg, self.ctx, self.model
@@ -221,27 +245,35 @@ class _Session:
         log = read_jsonl(self.out / LOG) if ctx.is_main else []
         model.eval()
         best, last = self.best, self.last_eval
+        held = len(self.holdout_idx)
         return dict(
             space=cfg.space, genotype=cfg.genotype, style=cfg.style if len(get_space(cfg.space).network_styles) > 1
             else None, preset=cfg.preset, dataset=self.data.describe(), epochs=cfg.epochs,
-            best_top1=best["top1"] if best["epoch"] is not None else None, best_top5=best["top5"],
-            best_epoch=best["epoch"], final_top1=last.get("top1"), final_top5=last.get("top5"),
-            final_test_loss=last.get("test_loss"), test_images=len(self.test_idx), train_images=int(len(self.train_idx)),
+            final_top1=last.get("top1"), final_top5=last.get("top5"), final_test_loss=last.get("test_loss"),
+            best_epoch=best["epoch"], best_top1=best["top1"] if best["epoch"] is not None else None,
+            best_top5=best["top5"], selection="held-out" if held else "test",
+            selection_note=f"best.pt selected on {held} held-out training images" if held else SELECTED_ON_TEST,
+            best_holdout_top1=best.get("holdout_top1") if held else None, holdout_images=held,
+            supernet_digest=cfg.supernet_digest,
+            test_images=len(self.test_idx), train_images=int(len(self.train_idx)),
             params=count_params(model, exclude="auxiliary"), params_total=count_params(model),
             macs=count_macs(model, self.input_shape),
             seconds=round(sum(r.get("seconds", 0.0) for r in log), 2) if ctx.is_main else None,
             seconds_this_session=round(session_seconds, 2), world_size=ctx.world, device=str(ctx.device),
             find_unused_parameters=bool(self.unused) and ctx.distributed, final_digest=digests[0],
-            rank_digests=digests)
+            rank_digests=digests, numerics=dict(precision=cfg.precision, channels_last=cfg.channels_last,
+                                                **numerics_record(cfg.deterministic)))
 
 
 def _retrain(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: DistContext, progress: bool | None,
              data: Data | None) -> dict:
     if cfg is not None:
         cfg.validate()
+        check_precision(cfg.precision, ctx.device)
     if resume and (out / RESULT).exists():  # finished: the same work comes back, other work is refused
         if cfg is not None:
-            RunFolder(out, "retrain run", CONFIG).check(to_dict(cfg), may_change=may_change(RetrainConfig))
+            RunFolder(out, "retrain run", CONFIG).check(to_dict(cfg), may_change=may_change(RetrainConfig),
+                                                        defaults=defaults(RetrainConfig))
         return load_json(out / RESULT)
     with RunFolder(out, "retrain run", CONFIG).locked(ctx.is_main):
         return _retrain_locked(cfg, out, resume, ctx, progress, data)
@@ -250,6 +282,13 @@ def _retrain(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: DistContex
 def _retrain_locked(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: DistContext, progress: bool | None,
                     data: Data | None) -> dict:
     cfg, start_epoch = _prepare(out, cfg, resume)
+    check_precision(cfg.precision, ctx.device)  # a stored config resumed on another device
+    with deterministic_mode(cfg.deterministic):
+        return _retrain_session(cfg, start_epoch, out, resume, ctx, progress, data)
+
+
+def _retrain_session(cfg: RetrainConfig, start_epoch: int, out: Path, resume: bool, ctx: DistContext,
+                     progress: bool | None, data: Data | None) -> dict:
     ctx.barrier()  # every rank has checked the folder before rank 0 writes into it
     cfg.validate()
     genotype = resolve_genotype(cfg.space, cfg.genotype)  # a clear error before any data is loaded
@@ -265,6 +304,8 @@ def _retrain_locked(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: Dis
     s = _Session(cfg, out, ctx, data, progress)
     if start_epoch > 0:
         s.restore()
+    elif cfg.init_from_supernet is not None:
+        finetune.inherit(cfg, genotype, s.model, data)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if start_epoch == 0 and not (out / CONFIG).exists():
@@ -274,7 +315,7 @@ def _retrain_locked(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: Dis
         if resume:  # drop log lines of epochs that the checkpoint does not contain
             RunFolder(out, "retrain run").trim_log(LOG, lambda r: r.get("epoch", -1) < start_epoch)
     ctx.barrier()
-    s.model.to(ctx.device)
+    s.amp.prepare(s.model.to(ctx.device))
     ddp = wrap_ddp(s.model, ctx, find_unused=bool(s.unused))
     session_seconds = 0.0
     for epoch in range(start_epoch, cfg.epochs):
@@ -287,17 +328,47 @@ def _retrain_locked(cfg: RetrainConfig | None, out: Path, resume: bool, ctx: Dis
         record = {**{k: v for k, v in record.items() if k not in ("train_seconds", "images_per_s")},
                   "seconds": round(elapsed, 3), "train_seconds": record["train_seconds"],
                   "images_per_s": record["images_per_s"]}
-        improved = record["top1"] is not None and record["top1"] > s.best["top1"]
+        key = s.selection_key
+        improved = record.get(key) is not None and record[key] > s.best.get(key, -1.0)
         if improved:
-            s.best = dict(top1=record["top1"], top5=record["top5"], epoch=epoch)
+            s.best = dict(top1=record["top1"], top5=record["top5"], epoch=epoch,
+                          **({key: record[key]} if key != "top1" else {}))
         if ctx.is_main:
             s.save_epoch(record, improved)
         ctx.barrier()
     result = s.result(session_seconds)
     if ctx.is_main:
         save_json(result, out / RESULT)
+        log.info(summary_line(result))
     ctx.barrier()
     return result
 
 
-__all__ = ["build_network", "probe_unused", "retrain"]
+SELECTED_ON_TEST = "best on test — optimistic"
+
+
+def split_holdout(data: Data, cfg: RetrainConfig):
+    """(training images, held-out images): the last ``holdout_fraction`` of the recipe's training
+    order is held out, the first ``max_train_images`` of the rest are trained on (with the held-out
+    part taken from images beyond them, as in the quick recipe, the training images are unchanged)."""
+    order = train_indices(data, dataclasses.replace(cfg, max_train_images=None))
+    held = int(round(cfg.holdout_fraction * len(order)))
+    if cfg.holdout_fraction > 0 and not 0 < held < len(order):
+        raise GenasError(f"--holdout-fraction {cfg.holdout_fraction} of {len(order)} training images holds out "
+                         f"{held}; it must leave at least one image on each side")
+    train, holdout = order[: len(order) - held], order[len(order) - held:]
+    return (train[: cfg.max_train_images] if cfg.max_train_images else train), holdout
+
+
+def summary_line(result: dict) -> str:
+    """The final-epoch top-1 first (the number to report), then best.pt and how it was selected
+    (folders made before selection was recorded selected on the test set)."""
+    top5 = result.get("final_top5")
+    line = f"final top-1 {result.get('final_top1')}" + (f", top-5 {top5}" if top5 is not None else "")
+    if result.get("best_epoch") is not None:
+        line += (f"; best.pt: epoch {result['best_epoch'] + 1}, test top-1 {result.get('best_top1')} "
+                 f"({result.get('selection_note', SELECTED_ON_TEST)})")
+    return line
+
+
+__all__ = ["SELECTED_ON_TEST", "build_network", "probe_unused", "retrain", "split_holdout", "summary_line"]

@@ -21,6 +21,8 @@ from ..data import Data
 from ..engine.cost import count_params
 from ..engine.evaluate import evaluate
 from ..engine.loop import bar_disabled, train_one_epoch
+from ..engine import PRECISIONS
+from ..engine.precision import TrainPrecision
 from ..options import option
 from ..spaces import NetworkSpec
 
@@ -41,6 +43,8 @@ class StandaloneConfig:
     train_on: str = option("full", "full training set, or train-half", choices=("full", "train-half"))
     val_images: int | None = option(None, "search-validation images to evaluate (train-half only)", min=1)
     seed: int = option(0, "training seed")
+    precision: str = option("fp32", "training arithmetic (evaluation stays fp32)", choices=PRECISIONS)
+    channels_last: bool = option(False, "train in NHWC memory format")
 
     def validate(self) -> "StandaloneConfig":
         return options.validate(self)
@@ -67,6 +71,8 @@ def train_standalone(space, genotype: Sequence[int], data: Data, cfg: Standalone
     with torch.random.fork_rng():
         torch.manual_seed(seeding.derive_seed(cfg.seed, seeding.INIT, 1))
         net = space.build_network(genotype, spec).to(device)
+    amp = TrainPrecision.make(cfg.precision, device, cfg.channels_last)
+    amp.prepare(net)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=cfg.momentum > 0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
@@ -83,7 +89,7 @@ def train_standalone(space, genotype: Sequence[int], data: Data, cfg: Standalone
                                      seed=seeding.derive_seed(cfg.seed, seeding.DATA, epoch, 1))
         stats = train_one_epoch(step, batches, opt, net.parameters(), cfg.grad_clip, device,
                                 total=len(idx) // cfg.batch_size, desc=f"retrain {epoch + 1}/{cfg.epochs}",
-                                disable=bar_disabled(progress))
+                                disable=bar_disabled(progress), precision=amp)
         sched.step()
         seconds += stats.seconds
         history.append(dict(epoch=epoch, train_loss=stats.loss, train_acc=stats.accuracy))

@@ -3,8 +3,8 @@
 Every flatness variant (noise scaling, perturbed parameters, sigma list, alpha, depth at sigma_1 or
 at sigma=0) is a function of the validation losses at a few noise stds plus the unperturbed loss.
 ``noise_grid`` measures those losses once per architecture for a grid of (scaling, params, stds)
-blocks, with independent noise per std and common random numbers, so any sigma list drawn from a
-block's stds scores exactly as the flatness proxy would with those settings. The analysis
+blocks, with independent noise per std and common random numbers (one draw, not antithetic), so any
+sigma list drawn from a block's stds scores exactly as the flatness proxy would with those settings. The analysis
 (:mod:`genas.analysis.calibration`) then costs no forward pass.
 
 Output: one JSONL row per (genotype, seed), appended as each architecture finishes, next to a
@@ -21,9 +21,11 @@ from typing import Sequence
 from tqdm import tqdm
 
 from ..engine.distributed import resolve_device
+from ..engine.precision import exact_fp32
 from ..errors import GenasError
 from ..io import append_jsonl, load_json, read_jsonl, save_json
 from ..options import to_dict
+from ..proxies.config import stored_scoring_defaults
 from ..proxies.measure import losses_under_noise
 from ..proxies.perturb import NOISE_PARAMS, NOISE_SCALINGS
 from ..run_folder import FileLock
@@ -76,10 +78,12 @@ def noise_grid(genotypes: Sequence[str], run: str | Path, out_file: str | Path, 
 
 def _measure(genotypes, run, out_file: Path, seeds, scoring_cfg, grid: dict, device: str, progress) -> int:
     header_path = out_file.with_suffix(".grid.json")
-    header = json.loads(json.dumps(dict(grid=grid, scoring=to_dict(dc.replace(scoring_cfg.validate(), seed=0)),
+    measured_cfg = dc.replace(scoring_cfg.validate(), seed=0, noise_antithetic=False)  # the grid draws once
+    header = json.loads(json.dumps(dict(grid=grid, scoring=to_dict(measured_cfg),
                                         supernet=supernet_digest(require_finished(run)))))
     if header_path.exists():
         saved = load_json(header_path)
+        saved["scoring"] = {**stored_scoring_defaults(), **saved.get("scoring", {})}  # keys added since
         if "supernet_run" in saved:  # made before the digest: its absolute path is no identity (moved folders)
             saved = {k: v for k, v in saved.items() if k != "supernet_run"}
             header_cmp = {k: v for k, v in header.items() if k != "supernet"}
@@ -106,9 +110,10 @@ def _measure(genotypes, run, out_file: Path, seeds, scoring_cfg, grid: dict, dev
         net = ctx.recalibrated(genotype)
         blocks = {}
         for name, (scaling, params, stds) in grid.items():
-            measured = losses_under_noise(net, ctx.val_batches, stds, seed=seed, mode="independent",
-                                          key_of=ctx.noise_key(genotype), scaling=scaling, params=params,
-                                          channels_last=ctx.cfg.channels_last, fuse_bn=ctx.cfg.fuse_bn)
+            with exact_fp32():  # as the flatness proxy: TF32 and autocast off
+                measured = losses_under_noise(net, ctx.val_batches, stds, seed=seed, mode="independent",
+                                              key_of=ctx.noise_key(genotype), scaling=scaling, params=params,
+                                              channels_last=ctx.cfg.channels_last, fuse_bn=ctx.cfg.fuse_bn)
             blocks[name] = dict(stds=list(stds), losses=measured.losses)
         append_jsonl(dict(genotype=text, seed=seed, loss0=base["loss"], accuracy0=base["accuracy"],
                           images=base["images"], blocks=blocks, seconds=round(time.perf_counter() - t0, 3)),

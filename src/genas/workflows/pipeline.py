@@ -1,14 +1,22 @@
 """The end-to-end ``genas run``: train a supernet -> search -> retrain the winner -> report."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
+from ..analysis.html_report import HTML, write_html_report
 from ..analysis.report import write_search_report
+from ..detection.transfer import check_preset as check_detect_preset, detect_winner
 from ..errors import GenasError
 from ..io import load_json, read_jsonl, save_json
 from ..proxies import ScoringConfig, get_proxy
-from ..search import LOG, RESULT, make_config
+from ..engine.cost import cost_model
+from ..options import to_dict
+from ..search import LOG, RESULT, STATE, make_config, read_search_config
+from ..search.driver import LEGACY_CONFIG
+from ..search.strategy import check_limits
+from ..spaces import get_space
 from ..supernet.config import supernet_config
 from ..run_folder import RunFolder
 from ..supernet.run import CONFIG, SUMMARY, load_run_config
@@ -34,8 +42,16 @@ RUN_PRESETS = {
 
 def run_pipeline(preset: str, out: str | Path, metric: str = "flatness", seed: int = 0, space: str = "nb201",
                  dataset: str | None = None, data_dir: str | None = None, resume: bool = False, device: str = "auto",
-                 progress: bool | None = None, data=None) -> dict:
+                 progress: bool | None = None, data=None, search_options: dict | None = None,
+                 detect: str | None = None, detect_data: str | None = None) -> dict:
     """train-supernet -> search -> stand-alone retraining of the winner -> report, in one folder.
+
+    ``search_options``: settings of the search added to the preset's (``dedup``, resource limits
+    ``min_params`` ... ``max_macs``); an impossible limit is refused before the supernet trains.
+
+    ``detect``: a ``genas detect train`` preset; the retrained winner then initialises a detector's
+    backbone (``detect/``, on ``detect_data`` or the embedded scenes made into ``detect-data/``) and
+    the summary gains its COCO metrics (``detection``).
 
     ``data``: a :class:`~genas.data.Data` (e.g. :func:`genas.data.from_tensors`) used by every step
     instead of the named ``dataset``. ``run.json`` records each step's seconds; a step finished in an
@@ -44,17 +60,31 @@ def run_pipeline(preset: str, out: str | Path, metric: str = "flatness", seed: i
     if preset not in RUN_PRESETS:
         raise GenasError(f"unknown preset {preset!r}; available: {', '.join(RUN_PRESETS)}")
     get_proxy(metric)
+    if detect is not None:
+        check_detect_preset(detect)
+    search_cfg = make_config("evolution", seed=seed, **RUN_PRESETS[preset]["search"], **(search_options or {}))
+    search_dir = Path(out) / f"search-{metric}"
+    if (search_dir / STATE).exists() and not search_options:  # a search made before a setting existed
+        saved = to_dict(read_search_config(search_dir)[1])
+        search_cfg = dataclasses.replace(search_cfg, **{k: saved[k] for k in LEGACY_CONFIG})
+    check_limits(get_space(space), search_cfg, cost_model(get_space(space)) if search_cfg.limits else None)
     folder = RunFolder(out, "genas run", CONFIG)
     with folder.locked():
         resuming = folder.open(resume)
         if not resuming:
             folder.require_empty()
-        return _run_steps(RUN_PRESETS[preset], preset, folder.path, metric, seed, space, dataset, data_dir, resuming,
-                          device, progress, data)
+        summary = _run_steps(RUN_PRESETS[preset], preset, folder.path, metric, seed, space, dataset, data_dir,
+                             resuming, device, progress, data, search_cfg)
+        if detect is not None:
+            print(f"[+] detection transfer ({detect}) -> {folder.path / 'detect'}")
+            found = detect_winner(folder.path, detect, detect_data, seed=seed, device=device, progress=progress)
+            summary["detection"] = dict(preset=detect, metrics=found["metrics"], folder=str(folder.path / "detect"))
+            save_json(summary, folder.path / RUN)
+        return summary
 
 
 def _run_steps(p: dict, preset: str, out: Path, metric: str, seed: int, space: str, dataset, data_dir,
-               resuming: bool, device: str, progress, data) -> dict:
+               resuming: bool, device: str, progress, data, search_cfg) -> dict:
     earlier = load_json(out / RUN).get("seconds", {}) if (out / RUN).exists() else {}
     seconds: dict[str, float] = {}
 
@@ -75,7 +105,6 @@ def _run_steps(p: dict, preset: str, out: Path, metric: str, seed: int, space: s
     timed("supernet_s", (out / SUMMARY).exists(), lambda: train_supernet(
         scfg, out, resume=resuming, device=device, progress=progress, data=data))
 
-    search_cfg = make_config("evolution", seed=seed, **p["search"])
     scoring = ScoringConfig(seed=seed, **p["scoring"])
     search_dir = out / f"search-{metric}"
     print(f"[2/3] {metric} search ({search_cfg.budget} candidates) -> {search_dir}")
@@ -89,14 +118,22 @@ def _run_steps(p: dict, preset: str, out: Path, metric: str, seed: int, space: s
                           **p["retrain"])
     if not (retrain_dir / RESULT).exists():
         print(f"[3/3] stand-alone training of the winner -> {retrain_dir}")
+    started = (retrain_dir / "config.json").exists()
+    if started and load_json(retrain_dir / "config.json").get("genotype") != rcfg.genotype:
+        raise GenasError(f"{retrain_dir} retrains another genotype than the search's winner; cannot resume it")
+    # a started retraining continues with its stored recipe (one made before a recipe setting existed
+    # keeps the behaviour it was made with; the run's preset and seed were checked above)
     retrained = timed("retrain_s", (retrain_dir / RESULT).exists(), lambda: retrain(
-        rcfg, retrain_dir, resume=(retrain_dir / "config.json").exists(), device=device, progress=progress, data=data))
+        None if started else rcfg, retrain_dir, resume=started, device=device, progress=progress, data=data))
     report = write_search_report(search_dir, retrain=retrained)
+    write_html_report(search_dir)
     summary = dict(preset=preset, space=scfg.space, metric=metric, seed=seed, best=result["best"],
                    test_accuracy=retrained["final_top1"], params=retrained["params"], macs=retrained["macs"],
                    report=str(report.resolve()), seconds=seconds,
                    seconds_per_candidate=_seconds_per_candidate(search_dir))
+    summary["report_html"] = str((out / HTML).resolve())
     save_json(summary, out / RUN)
+    write_html_report(out)  # reads run.json
     return summary
 
 

@@ -7,14 +7,17 @@ import json
 import logging
 from pathlib import Path
 
+from ..engine.cost import cost_model
 from ..engine.distributed import setup, teardown
 from ..errors import GenasError
 from ..io import load_json, save_json
 from ..options import to_dict
 from ..proxies import ScoringConfig, get_proxy, make_evaluator, scoring_config
+from ..proxies.config import stored_scoring_defaults
 from ..search import TabularOracle, make_config, run_search
 from ..run_folder import RunFolder
 from ..search.driver import STATE, STRATEGIES, Shards
+from ..search.strategy import check_limits
 from ..supernet import run as rf
 from ..spaces import get_space
 from .scoring import scoring_context
@@ -24,8 +27,9 @@ log = logging.getLogger("genas")
 
 
 def _scoring_defaults() -> dict:
-    """ScoringConfig defaults as stored: a folder made before a setting existed ran with its default."""
-    return json.loads(json.dumps(to_dict(ScoringConfig())))
+    """ScoringConfig defaults as stored: a folder made before a setting existed ran with its default
+    (or, where today's default differs from what it ran with, its legacy value)."""
+    return stored_scoring_defaults()
 
 
 def _check_scoring(out_dir: Path, record: dict, resume: bool) -> None:
@@ -46,6 +50,12 @@ def _check_scoring(out_dir: Path, record: dict, resume: bool) -> None:
                              f"(use another --name)")
     elif resume and (out_dir / "state.json").exists():
         raise GenasError(f"{out_dir} has no {SCORING}; it was not made by `genas search --run`")
+
+
+def search_cost(space, search_cfg):
+    """What a supernet search records per candidate: params and MACs of the evaluation network
+    when the config limits them, or when the space counts them cheaply (additive, e.g. NB201)."""
+    return cost_model(space) if search_cfg.limits or space.additive_cost else None
 
 
 def search_supernet(run: str | Path, metric: str, strategy: str, search_cfg, scoring_cfg, name: str | None = None,
@@ -72,6 +82,9 @@ def _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resum
     out_dir = run / f"search-{name or metric}"
     record = dict(metric=metric, scoring=to_dict(scoring_cfg.validate()), supernet=rf.supernet_digest(
         rf.require_finished(run)))
+    space = get_space(rf.load_run_config(run).space)
+    cost = search_cost(space, search_cfg)
+    check_limits(space, search_cfg, cost)  # an impossible limit fails before any loading
     folder = RunFolder(out_dir, "search", STATE)
     with folder.locked(dist_ctx.is_main):  # one process per search folder
         folder.open(resume, missing_ok=True)  # a used folder needs --resume: refused before anything is loaded
@@ -88,7 +101,7 @@ def _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resum
             out_dir.mkdir(parents=True, exist_ok=True)
             save_json(record, out_dir / SCORING)
         result = run_search(ctx.space, evaluate, strategy, search_cfg, out_dir, resume=resume,
-                            progress=progress, shards=shards,
+                            progress=progress, shards=shards, cost=cost,
                             extra_result=dict(metric=metric, supernet=record["supernet"],
                                               scoring=record["scoring"]))
         return result, out_dir
@@ -132,9 +145,13 @@ def search_oracle(csv: str, column: str, out_dir: str | Path, strategy: str, sea
                   resume: bool = False, progress: bool | None = None) -> tuple[dict, Path]:
     """Search a tabular benchmark by look-up (no training); writes ``out_dir``."""
     space = get_space(space_name)
-    oracle = TabularOracle(csv, column, space)
+    cost = cost_model(space) if search_cfg.limits else None
+    check_limits(space, search_cfg, cost)
+    oracle = TabularOracle(csv, column, space, canonical_rule=search_cfg.dedup)
     folder = RunFolder(out_dir, "tabular search", STATE)
     record = dict(column=column, space=space.name, table_sha256=hashlib.sha256(Path(csv).read_bytes()).hexdigest())
+    if search_cfg.dedup != "off":  # scored by function-class means (older folders: per string)
+        record["scores"] = f"class mean ({search_cfg.dedup} rule)"
     with folder.locked():
         if (folder / ORACLE).exists():  # the same table and column, or the result would be relabelled
             folder.check(record, ORACLE)
@@ -143,7 +160,7 @@ def search_oracle(csv: str, column: str, out_dir: str | Path, strategy: str, sea
         elif not folder.started:
             folder.require_empty()
             folder.save(record, ORACLE)
-        result = run_search(space, oracle, strategy, search_cfg, out_dir, resume=resume, progress=progress,
+        result = run_search(space, oracle, strategy, search_cfg, out_dir, resume=resume, progress=progress, cost=cost,
                             extra_result=dict(metric=column, oracle=dict(csv=Path(csv).name, column=column,
                                                                          table_sha256=record["table_sha256"])))
     return result, Path(out_dir)
