@@ -32,6 +32,7 @@ from typing import Any
 
 from .. import options
 from ..engine import PRECISIONS
+from .. import spaces
 from ..errors import GenasError
 from ..io import load_json
 from ..options import from_dict, option
@@ -186,18 +187,8 @@ DETECT_PRESETS: dict[str, dict[str, Any]] = {
 
 
 def resolve_genotype(space_name: str, text: str) -> tuple[int, ...]:
-    """Genotype of a canonical string or a published name of the space."""
-    space = get_space(space_name)
-    if not isinstance(text, str) or not text.strip():
-        raise GenasError(f"the backbone needs a {space_name} genotype (--genotype)")
-    published = space.published()
-    if text.strip().upper() in published:
-        return published[text.strip().upper()]
-    try:
-        return space.parse(text)
-    except ValueError as exc:
-        extra = f" (or a published name: {', '.join(published)})" if published and "(" not in text else ""
-        raise GenasError(f"bad {space_name} genotype: {exc}{extra}") from None
+    """Genotype of a canonical string or a published name of the space (:func:`genas.spaces.resolve_genotype`)."""
+    return spaces.resolve_genotype(space_name, text, "the backbone")
 
 
 def detect_config(preset: str = "quick", **overrides) -> DetectConfig:

@@ -31,5 +31,23 @@ def get_space(name: str) -> SearchSpace:
     return SPACES.get(name)()
 
 
+def resolve_genotype(space_name: str, text: str, needed_by: str = "this command") -> Genotype:
+    """Genotype of a canonical string, or of a published name of the space (e.g. ``DARTS_V2``);
+    anything else is a one-line GenasError naming ``needed_by``'s option ``--genotype``."""
+    from ..errors import GenasError
+
+    space = get_space(space_name)
+    if not isinstance(text, str) or not text.strip():
+        raise GenasError(f"{needed_by} needs a {space_name} genotype string (--genotype)")
+    published = space.published()
+    if text.strip().upper() in published:
+        return published[text.strip().upper()]
+    try:
+        return space.parse(text)
+    except ValueError as exc:
+        extra = f" (or a published name: {', '.join(published)})" if published and "(" not in text else ""
+        raise GenasError(f"bad {space_name} genotype: {exc}{extra}") from None
+
+
 __all__ = ["Genotype", "NetworkSpec", "SearchSpace", "Supernet", "SPACES", "get_space", "list_spaces",
-           "register_space"]
+           "register_space", "resolve_genotype"]

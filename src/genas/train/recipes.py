@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from .. import options
 from ..data import DATASETS
 from ..engine import PRECISIONS
+from .. import spaces
 from ..errors import GenasError
 from ..io import load_json
 from ..options import from_dict, option
@@ -154,17 +155,7 @@ SPACE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 def resolve_genotype(space_name: str, text: str) -> tuple[int, ...]:
     """Genotype of a canonical string, or of a published name of the space (e.g. ``DARTS_V2``)."""
-    space = get_space(space_name)
-    if not isinstance(text, str) or not text.strip():
-        raise GenasError(f"retraining needs a {space_name} genotype string (--genotype)")
-    published = space.published()
-    if text.strip().upper() in published:
-        return published[text.strip().upper()]
-    try:
-        return space.parse(text)
-    except ValueError as exc:
-        extra = f" (or a published name: {', '.join(published)})" if published and "(" not in text else ""
-        raise GenasError(f"bad {space_name} genotype: {exc}{extra}") from None
+    return spaces.resolve_genotype(space_name, text, "retraining")
 
 
 def retrain_config(preset: str = "quick", **overrides) -> RetrainConfig:
