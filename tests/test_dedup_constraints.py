@@ -99,6 +99,36 @@ def test_same_canonical_form_computes_the_same_function(rule):
     assert differ >= 23  # different forms generally compute different functions
 
 
+def same_weights(a, b):
+    """Whether two strings use the same supernet weights: they differ only on edges whose op has
+    no parameters or is dead (``none``, or applied to an all-zero node)."""
+    ka, kb = edge_keys(a), edge_keys(b)
+    free = lambda op, key: key is None or not NB201_OPS[op].startswith("nor_conv")
+    return all(x == y or (free(x, p) and free(y, q)) for x, y, p, q in zip(a, b, ka, kb))
+
+
+def test_strict_classes_are_one_function_on_an_affine_false_supernet():
+    """Why ``auto`` dedup is strict on a supernet: with the batch's BN statistics (what recalibration
+    gives), strings that NB201's rule tells apart but the strict rule does not, and that use the same
+    supernet weights, give the same outputs (the demo's top-3 were such strings, with one score)."""
+    space, rng = get_space("nb201"), np.random.default_rng(1)
+    torch.manual_seed(0)
+    net = space.build_supernet(space.spec(channels=4, cells_per_stage=1, in_channels=1, num_classes=5)).train()
+    strict: dict[str, list] = {}
+    for g in ALL:
+        strict.setdefault(space.canonical(g, "strict"), []).append(g)
+    pairs = [(a, b) for members in strict.values() for a, b in itertools.combinations(members[:8], 2)
+             if space.canonical(a) != space.canonical(b) and same_weights(a, b)]
+    demo = [space.parse(s) for s in ("|avg_pool_3x3~0|+|none~0|none~1|+|nor_conv_3x3~0|skip_connect~1|avg_pool_3x3~2|",
+                                     "|skip_connect~0|+|none~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|skip_connect~2|",
+                                     "|avg_pool_3x3~0|+|none~0|none~1|+|nor_conv_3x3~0|skip_connect~1|nor_conv_3x3~2|")]
+    assert len({space.canonical(g, "strict") for g in demo}) == 1 and len({space.canonical(g) for g in demo}) == 3
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for a, b in [(demo[0], demo[1]), (demo[0], demo[2])] + [pairs[i] for i in rng.choice(len(pairs), 25, replace=False)]:
+            assert torch.allclose(net(x, a), net(x, b), rtol=1e-5, atol=1e-6), (space.format(a), space.format(b))
+
+
 @needs_nb201
 def test_nb201_cost_model_equals_the_benchmarks_table():
     space = get_space("nb201")
@@ -199,6 +229,7 @@ def test_constrained_oracle_cli_records_costs_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     rows = [json.loads(line) for line in (out / LOG).read_text().splitlines()]
     assert rows and all(r["params"] <= 3e5 and r["macs"] >= 2e7 for r in rows)
+    assert json.loads((out / RESULT).read_text())["config"]["dedup"] == "default"  # auto on a table: NB201's rule
     first = (out / RESULT).read_bytes()
     assert main(args + ["--resume"]) == 0 and (out / RESULT).read_bytes() == first
     assert main(args[:-2] + ["--min-macs", "3e7", "--resume"]) == 2

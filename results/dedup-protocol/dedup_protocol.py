@@ -1,6 +1,6 @@
 """Default search protocol (population 50, 20 generations) with and without dedup on one supernet.
 
-    OMP_NUM_THREADS=1 python results/dedup-protocol/dedup_protocol.py RUN OUT [off|default ...]
+    OMP_NUM_THREADS=1 python results/dedup-protocol/dedup_protocol.py RUN OUT [off|default|strict ...]
 
 RUN: a finished NB201 supernet run (here a copy of results/flatness-stability/supernet); the searches
 go to RUN/search-protocol-<dedup>-s<seed>/ and resume there; OUT gets one summary JSON per search.
@@ -32,11 +32,13 @@ for seed in (0,):
         rows = [json.loads(l) for l in (d / "candidates.jsonl").read_text().splitlines()]
         scored = [r for r in rows if "copy_of" not in r]
         forms = [space.canonical(space.parse(r["genotype"])) for r in scored]
+        strict = [space.canonical(space.parse(r["genotype"]), "strict") for r in scored]
         best = space.parse(result["best"]["genotype"])
         rec = dict(seed=seed, dedup=dedup, wall_s=round(time.time() - t0, 1), scored=len(scored),
-                   distinct_scored=len(set(forms)), copies=len(rows) - len(scored),
+                   distinct_scored=len(set(forms)), distinct_scored_strict=len(set(strict)), copies=len(rows) - len(scored),
                    scoring_s=round(sum(r["seconds"] for r in scored), 1), best=result["best"],
                    top5_distinct=len({space.canonical(space.parse(t["genotype"])) for t in result["topk"][:5]}),
+                   top5_distinct_strict=len({space.canonical(space.parse(t["genotype"]), "strict") for t in result["topk"][:5]}),
                    best_c10=c10([best])[0], best_c10_class_mean=c10m([best])[0], torch_threads=1)
         (out / f"{name}.json").write_text(json.dumps(rec, indent=1))
         print(json.dumps(rec), flush=True)

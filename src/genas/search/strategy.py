@@ -8,6 +8,7 @@ resumed search draws exactly what an uninterrupted one draws.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from abc import ABC, abstractmethod
@@ -21,7 +22,21 @@ from ..errors import GenasError
 from ..options import option
 from ..spaces.base import Genotype, SearchSpace
 
-DEDUP_RULES = ("default", "strict", "off")
+DEDUP_RULES = ("auto", "default", "strict", "off")
+
+
+def resolve_dedup(cfg: "SearchConfig", supernet: bool) -> "SearchConfig":
+    """``auto`` made concrete for what scores the candidates, so the folder records the rule it ran.
+
+    On a supernet, ``strict``: its ``affine=False`` BatchNorms, recalibrated, turn an op applied to
+    an all-zero node into exact zeros, so strict-equivalent strings score bit-identically there (the
+    demo's top-3 under NB201's rule were one function). A tabular benchmark trained each string
+    stand-alone with affine BN, where such an op adds a learned constant: NB201's own rule
+    (``default``) is the exact one there.
+    """
+    if cfg.dedup != "auto":
+        return cfg
+    return dataclasses.replace(cfg, dedup="strict" if supernet else "default")
 FEASIBILITY_DRAWS = 64  # random genotypes tried up front before a constraint is called impossible
 Cost = Callable[[Genotype], dict]
 
@@ -37,10 +52,12 @@ class SearchConfig:
     seed: int = option(0, "search seed: the candidates drawn", cli=False)
     max_evaluations: int | None = option(None, "stop after this many scored candidates (a cap below population x "
                                                "generations)", min=1)
-    dedup: str = option("default", "score each function once: a candidate equivalent to one already scored "
-                                   "(same canonical form, the space's default or strict rule) is not scored "
-                                   "again and does not count against the budget; off = every new string is "
-                                   "scored (the paper's protocol)", choices=DEDUP_RULES)
+    dedup: str = option("auto", "score each function once: a candidate equivalent to one already scored "
+                                "(same canonical form under the space's default or strict rule) is not scored "
+                                "again and does not count against the budget; auto = strict on a supernet "
+                                "(exact for its affine=False BN), default (NB201's rule) on a tabular "
+                                "benchmark; off = every new string is scored (the paper's protocol)",
+                        choices=DEDUP_RULES)
     min_params: float | None = option(None, "resource constraint: fewest parameters, counted on the space's "
                                             "evaluation network (NB201 C=16 N=5, DARTS C=36 20 cells; 3x32x32 "
                                             "input, 10 classes)", min=0)
@@ -222,7 +239,8 @@ class SearchStrategy(ABC):
     def key(self, genotype: Genotype) -> str:
         """The function class of a genotype under the dedup rule (cached: proposals repeat)."""
         if genotype not in self._keys:
-            self._keys[genotype] = self.space.canonical(genotype, self.cfg.dedup)
+            rule = "default" if self.cfg.dedup == "auto" else self.cfg.dedup  # unresolved: the stand-alone rule
+            self._keys[genotype] = self.space.canonical(genotype, rule)
         return self._keys[genotype]
 
     def within_limits(self, genotype: Genotype) -> bool:

@@ -17,7 +17,7 @@ from ..proxies.config import stored_scoring_defaults
 from ..search import TabularOracle, make_config, run_search
 from ..run_folder import RunFolder
 from ..search.driver import STATE, STRATEGIES, Shards
-from ..search.strategy import check_limits
+from ..search.strategy import check_limits, resolve_dedup
 from ..supernet import run as rf
 from ..spaces import get_space
 from .scoring import scoring_context
@@ -83,6 +83,7 @@ def _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resum
     record = dict(metric=metric, scoring=to_dict(scoring_cfg.validate()), supernet=rf.supernet_digest(
         rf.require_finished(run)))
     space = get_space(rf.load_run_config(run).space)
+    search_cfg = resolve_dedup(search_cfg, supernet=True)
     cost = search_cost(space, search_cfg)
     check_limits(space, search_cfg, cost)  # an impossible limit fails before any loading
     folder = RunFolder(out_dir, "search", STATE)
@@ -145,6 +146,7 @@ def search_oracle(csv: str, column: str, out_dir: str | Path, strategy: str, sea
                   resume: bool = False, progress: bool | None = None) -> tuple[dict, Path]:
     """Search a tabular benchmark by look-up (no training); writes ``out_dir``."""
     space = get_space(space_name)
+    search_cfg = resolve_dedup(search_cfg, supernet=False)
     cost = cost_model(space) if search_cfg.limits else None
     check_limits(space, search_cfg, cost)
     oracle = TabularOracle(csv, column, space, canonical_rule=search_cfg.dedup)
