@@ -34,12 +34,15 @@ def test_rows_resume_and_extend(tmp_path):
     run_bench(out, BenchConfig(num_archs=2, **TINY), progress=False)
     first = (out / "results.jsonl").read_text()
     r = rows(out)
-    assert len(r) == 2
+    assert len(r) == 2 and not all(row["disconnected"] for row in r)
     for row in r:
         assert {"genotype", "test_accuracy", "val_accuracy", "test_loss", "shifted_accuracy", "shifted", "params",
                 "macs", "train_seconds"} <= set(row)
         assert len(row["shifted"]) == 6
         assert row["shifted_accuracy"] == pytest.approx(sum(row["shifted"].values()) / 6)
+        if not row["disconnected"]:  # the training side of the generalization gap
+            assert 0 <= row["train_accuracy"] <= 1 and 0 <= row["train_eval_accuracy"] <= 1
+            assert row["train_loss"] > 0 and row["train_eval_loss"] > 0
     with pytest.raises(GenasError, match="--resume"):
         run_bench(out, BenchConfig(num_archs=3, **TINY), progress=False)
     with pytest.raises(GenasError, match="recipe"):

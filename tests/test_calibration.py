@@ -201,3 +201,27 @@ def test_combine_derives_the_proxies_combined_metrics(tmp_path, capsys):
     assert combine(0.8, 0.003, 16, 0.001)[0] == row["accuracy+flatness_independent"]
     assert main(["combine", "--scores", str(scores), "-o", str(tmp_path / "d.jsonl")]) == 2  # no plain flatness
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_share_reports_the_flatness_share_per_gamma_and_solves_target_shares(tmp_path, capsys):
+    import math
+
+    from genas.proxies.combined import combine
+
+    scores = tmp_path / "s.jsonl"
+    rows = [dict(genotype=f"g{i}", seed=0, angle=0.5 + 0.1 * i, flatness=0.002 + 0.0005 * i) for i in range(6)]
+    scores.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "share.json"
+    assert main(["share", "--scores", str(scores), "--gammas", "0,16", "--target-shares", "0,20,75", "-o", str(out)]) == 0
+    table = json.loads(out.read_text())
+    by_hand = sum(combine(r["angle"] / math.pi, r["flatness"], 16, 0.001)[2] for r in rows) / len(rows)
+    assert table["gammas"][0]["mean_share"] == 0 and table["gammas"][1]["mean_share"] == pytest.approx(by_hand)
+    for t in table["targets"]:  # the solved gamma gives the target share, and the shares grow with gamma
+        assert t["mean_share"] == pytest.approx(t["target_share"], abs=1e-6)
+    assert 0 == table["targets"][0]["gamma"] < table["targets"][1]["gamma"] < table["targets"][2]["gamma"]
+    assert "(target 75 %)" in capsys.readouterr().out
+    assert main(["share", "--scores", str(scores), "--target-shares", "100"]) == 2  # no gamma gives 100 %
+    assert main(["share", "--scores", str(scores), "--base", "accuracy"]) == 2  # no accuracy column
+    assert main(["share", "--scores", str(scores), "-o", str(out)]) == 2  # never replaces earlier output
+    err = capsys.readouterr().err
+    assert err.count("\n") == 3 and err.count("genas: error:") == 3

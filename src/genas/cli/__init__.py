@@ -16,7 +16,7 @@ from ..errors import GenasError
 from .options import Parser, add_common, apply_config_file, resolved_config
 
 # the order `genas --help` lists the commands in
-ORDER = ("train-supernet", "search", "run", "bench", "score", "noise-grid", "calibrate", "combine", "outcome",
+ORDER = ("train-supernet", "search", "run", "bench", "score", "noise-grid", "calibrate", "combine", "share", "outcome",
          "correlate", "retrain", "export", "tensorboard", "detect")
 
 

@@ -1,5 +1,5 @@
 """The proxy-study commands: ``bench``, ``score``, ``noise-grid``, ``calibrate``, ``combine``,
-``outcome`` and ``correlate``."""
+``share``, ``outcome`` and ``correlate``."""
 from __future__ import annotations
 
 import argparse
@@ -252,6 +252,65 @@ def _add_combine(sub) -> None:
     p.set_defaults(func=cmd_combine)
 
 
+def cmd_share(args: argparse.Namespace) -> int:
+    """The flatness share of angle+flatness (or accuracy+flatness) per gamma, and the gammas that give
+    target shares, from recorded scores (the collaborative-effect study's levels)."""
+    import math
+
+    from ..analysis.correlation import load_table
+    from ..io import save_json
+    from ..proxies.combined import gamma_for_share, mean_share
+
+    if args.output:
+        check_new_output(args.output, args.force, [args.scores])
+    rows = load_table(args.scores, key="genotype")
+    flat_col = "flatness" + (f"_{args.noise_mode}" if args.noise_mode else "")
+    if not rows or any(r.get(args.base) is None or r.get(flat_col) is None for r in rows):
+        raise GenasError(f"{args.scores}: every row needs {args.base!r} and {flat_col!r} columns; score both first")
+    base = [r[args.base] / math.pi if args.base == "angle" else r[args.base] for r in rows]
+    flat = [r[flat_col] for r in rows]
+    try:
+        targets = [dict(target_share=t, gamma=gamma_for_share(base, flat, t, args.s1)) for t in args.target_shares]
+    except ValueError as exc:
+        raise GenasError(str(exc)) from None
+    for t in targets:
+        t["mean_share"] = mean_share(base, flat, t["gamma"], args.s1)
+    levels = [dict(gamma=g, mean_share=mean_share(base, flat, g, args.s1)) for g in args.gammas]
+    print(f"{args.base}+{flat_col} over {len(rows)} rows of {args.scores} (s1 = {args.s1:g})")
+    print(f"{'gamma':>12}  {'mean share %':>12}")
+    for r in levels + targets:
+        label = f"  (target {r['target_share']:g} %)" if "target_share" in r else ""
+        print(f"{r['gamma']:>12.6g}  {r['mean_share']:>12.2f}{label}")
+    if args.output:
+        save_json(dict(scores=str(args.scores), base=args.base, flatness_column=flat_col, s1=args.s1, rows=len(rows),
+                       gammas=levels, targets=targets), args.output)
+    return 0
+
+
+def _add_share(sub) -> None:
+    from ..proxies.config import ScoringConfig
+    from ..proxies.perturb import NOISE_MODES
+
+    gamma, s1 = ScoringConfig.gamma, ScoringConfig.stds[0]
+    p = sub.add_parser("share", parents=[shared("JSON file to write the table to", output_required=False, force=True)],
+                       help="flatness share of angle+flatness per gamma, and the gamma of a target share",
+                       description="From `genas score` rows with angle (or accuracy) and flatness, the mean share in "
+                                   "% of the flatness term gamma/s1*F in angle/pi + gamma/s1*F (the poster's "
+                                   "'Flatness (%)') for each --gammas value, and the gamma that gives each "
+                                   "--target-shares value. Prints a table; -o also writes it as JSON.")
+    p.add_argument("--scores", required=True, help="`genas score` JSONL with angle/accuracy and flatness columns")
+    p.add_argument("--base", choices=("angle", "accuracy"), default="angle",
+                   help="the conventional score flatness is added to (default angle)")
+    name_option(p, "--noise-mode", NOISE_MODES, "noise mode",
+                "use the flatness_<MODE> column (when scored with several --noise-modes)")
+    p.add_argument("--gammas", type=comma_list(float), default=[0.0, gamma],
+                   help=f"comma-separated gammas to report (default 0,{gamma:g})")
+    p.add_argument("--target-shares", type=comma_list(float), default=[],
+                   help="comma-separated mean shares in %% to find the gamma of, e.g. 0,20,45,75,90")
+    p.add_argument("--s1", type=float, default=s1, help=f"first noise std the scores used (default {s1:g})")
+    p.set_defaults(func=cmd_share)
+
+
 def cmd_outcome(args: argparse.Namespace) -> int:
     from ..analysis.correlation import load_tables
     from ..analysis.outcome import search_outcome
@@ -315,7 +374,7 @@ def _add_correlate(sub) -> None:
 
 # subcommand -> the function that adds its parser
 COMMANDS = {"bench": _add_bench, "score": _add_score, "noise-grid": _add_noise_grid, "calibrate": _add_calibrate,
-            "combine": _add_combine, "outcome": _add_outcome, "correlate": _add_correlate}
+            "combine": _add_combine, "share": _add_share, "outcome": _add_outcome, "correlate": _add_correlate}
 
 __all__ = ["COMMANDS", "cmd_bench", "cmd_calibrate", "cmd_combine", "cmd_correlate", "cmd_noise_grid",
-           "cmd_outcome", "cmd_score"]
+           "cmd_outcome", "cmd_score", "cmd_share"]

@@ -2,8 +2,9 @@
 
 ``genas bench -o DIR`` trains every sampled architecture with one fixed recipe and appends one
 row per architecture to ``DIR/results.jsonl``: test accuracy and loss, search-validation accuracy,
-accuracy on a fixed distribution-shifted test set (per corruption and averaged), params, MACs and
-training seconds. The folder is append-only and resumable: a killed run loses at most the
+accuracy on a fixed distribution-shifted test set (per corruption and averaged), training loss and
+accuracy (the last epoch's running means, and the trained network evaluated on the first 5,000 of its
+training images: the training side of the generalization gap), params, MACs and training seconds. The folder is append-only and resumable: a killed run loses at most the
 architectures in progress. Several processes (``--workers N`` or ``torchrun`` ranks, or separate
 invocations) share the work through claim files created atomically, so no architecture is
 trained twice. Disconnected cells are recorded at chance level without training.
@@ -33,6 +34,7 @@ from ..run_folder import RunFolder, claim_file
 from ..spaces import SPACES
 
 CONFIG, RESULTS, CLAIMS = "bench.json", "results.jsonl", "claims"
+TRAIN_EVAL_IMAGES = 5000  # training images evaluated after training (eval mode, no augmentation): the fit of the gap
 
 
 @dataclass
@@ -138,7 +140,7 @@ def _run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int], device: str
     from ..spaces import NetworkSpec, get_space
     from ..engine.cost import count_macs
     from ..engine.evaluate import evaluate
-    from ..train.standalone import StandaloneConfig, train_standalone
+    from ..train.standalone import StandaloneConfig, train_indices, train_standalone
     from .corruptions import shifted_sets
 
     space = get_space(cfg.space)
@@ -167,16 +169,22 @@ def _run_worker(out: Path, cfg: BenchConfig, shard: tuple[int, int], device: str
                        macs=count_macs(net, (data.in_channels, data.image_size, data.image_size)))
             if not space.is_connected(genotype):
                 chance = 1.0 / data.num_classes
-                row.update(disconnected=True, test_accuracy=chance, val_accuracy=chance, shifted_accuracy=chance,
-                           test_loss=None, shifted={k: chance for k in shifted}, train_seconds=0.0)
+                row.update(disconnected=True, test_accuracy=chance, val_accuracy=chance, train_accuracy=chance,
+                           train_eval_accuracy=chance, shifted_accuracy=chance, test_loss=None,
+                           shifted={k: chance for k in shifted}, train_seconds=0.0)
             else:
                 t0 = time.perf_counter()
                 result = train_standalone(space, genotype, data, train_cfg, device, progress)
                 net = result.pop("network")
                 accs = {k: evaluate(net, s.batches(range(len(s)), 500, train=False), torch.device(device))["accuracy"]
                         for k, s in shifted.items()}
+                last = result["history"][-1]  # running means over the last epoch (augmented, weights moving)
+                seen = evaluate(net, data.train.batches(train_indices(data, train_cfg)[:TRAIN_EVAL_IMAGES], 500,
+                                                        train=False), torch.device(device))
                 row.update(disconnected=False, test_accuracy=result["test_accuracy"], test_loss=result["test_loss"],
                            val_accuracy=result["val_accuracy"], val_loss=result["val_loss"],
+                           train_loss=last["train_loss"], train_accuracy=last["train_acc"],
+                           train_eval_loss=seen["loss"], train_eval_accuracy=seen["accuracy"],
                            shifted_accuracy=sum(accs.values()) / len(accs), shifted=accs,
                            train_seconds=round(time.perf_counter() - t0, 2))
             append_jsonl(row, out / RESULTS)
