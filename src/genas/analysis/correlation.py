@@ -655,7 +655,7 @@ def write_outputs(result: dict, cols: np.ndarray, out_dir: Path, plots: bool = T
     """Write correlation.json / correlation.md (+ PNGs) for a ``correlate`` result; returns the file names."""
     out_dir.mkdir(parents=True, exist_ok=True)
     inp = result["inputs"]
-    gt_columns, proxy_columns = inp["ground_truth_columns"], inp["proxy_columns"]
+    gt_columns = inp["ground_truth_columns"]
     files: dict[str, Any] = {"json": "correlation.json", "markdown": "correlation.md", "scatter": {}}
     if plots:
         from . import plots as _plots  # noqa: F401  (sets the Agg backend, as the other report plots do)

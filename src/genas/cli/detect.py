@@ -6,26 +6,20 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ..errors import GenasError
-from .options import Parser, add_common, add_config_options, config_values, name_option, progress_of, shared
+from .options import (Parser, add_common, add_config_options, config_values, name_option, progress_of,
+                      resumed_config, shared)
 
 
 def _train_config(args: argparse.Namespace):
     """``--preset`` plus the options passed; on ``--resume`` the stored config, which the options
     passed may not contradict (the run folder check names the first differing key)."""
     from ..detection.config import CONFIG, DetectConfig, detect_config, load_detect_config
-    from ..options import from_dict, to_dict
+    from ..options import to_dict
 
     values = config_values(args, DetectConfig)
     run = Path(args.output) if args.output else None
     if args.resume and run is not None and (run / CONFIG).exists():
-        saved = to_dict(load_detect_config(run))
-        if args.preset is not None and args.preset != saved["preset"]:
-            raise GenasError(f"{run} was started with preset {saved['preset']!r}; cannot resume it as "
-                             f"{args.preset!r} (choose another output folder)")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
-        return from_dict(DetectConfig, {**saved, **values}).validate()
+        return resumed_config(DetectConfig, to_dict(load_detect_config(run)), values, run, args.preset).validate()
     return detect_config(args.preset or "quick", **values)
 
 

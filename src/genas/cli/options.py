@@ -220,6 +220,20 @@ def config_values(args: argparse.Namespace, key) -> dict[str, Any]:
     return {**extra, **{n: None if v is PASSED_NONE else v for n, v in values.items()}}
 
 
+def resumed_config(cls, saved: Mapping[str, Any], passed: Mapping[str, Any], where, preset: str | None = None):
+    """The config of a folder being resumed: its stored ``saved`` settings updated by the options
+    ``passed`` (and ``preset``, when given), which may not change what is computed; otherwise one
+    line naming the first differing key. Lists and tuples compare equal (JSON has no tuples)."""
+    from ..options import check_resume, from_dict, may_change
+
+    plain = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    saved, wanted = plain(saved), plain({**saved, **passed})
+    if preset is not None:
+        wanted["preset"] = preset
+    check_resume(saved, wanted, where, may_change(cls))
+    return from_dict(cls, wanted)
+
+
 def resolve_passed(cls, preset: str | None, presets: Mapping[str, Mapping], values: Mapping[str, Any],
                    what: str = "preset"):
     """:func:`genas.options.resolve` of the passed ``values``, keeping those that mean ``None`` (which

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import GenasError
 from .interop import add_tensorboard_option, check_tensorboard, write_tensorboard
 from .options import (add_config_options, add_scoring_options, config_values, name_option, plain_values,
-                      progress_of, scoring_config, shared)
+                      progress_of, resumed_config, scoring_config, shared)
 
 STRATEGY = "strategy"  # config_values key of the search-strategy options (the fields of every strategy's config)
 
@@ -19,7 +19,7 @@ STRATEGY = "strategy"  # config_values key of the search-strategy options (the f
 def _supernet_config(args: argparse.Namespace):
     """The config to train: ``--preset`` (default ``default``) plus the options passed; on ``--resume``
     the run's stored config, which the options passed may not contradict."""
-    from ..options import check_resume, from_dict, may_change, to_dict
+    from ..options import to_dict
     from ..supernet.config import SupernetConfig, supernet_config
     from ..supernet.run import CONFIG, load_run_config
 
@@ -29,10 +29,7 @@ def _supernet_config(args: argparse.Namespace):
         cfg = supernet_config(args.preset or "default", **overrides)
         nulls = {k: None for k, v in overrides.items() if v is None}  # a file's null beats the preset's value
         return dataclasses.replace(cfg, **nulls).resolved().validate() if nulls else cfg
-    saved = to_dict(load_run_config(run))
-    wanted = {**saved, **overrides, "preset": args.preset or saved["preset"]}
-    check_resume(saved, wanted, run, may_change(SupernetConfig))
-    return from_dict(SupernetConfig, wanted)
+    return resumed_config(SupernetConfig, to_dict(load_run_config(run)), overrides, run, args.preset)
 
 
 def cmd_train_supernet(args: argparse.Namespace) -> int:
@@ -80,7 +77,7 @@ def _search_config(args: argparse.Namespace):
     """The strategy config: its defaults plus the options passed; resuming a search, the stored
     config (a search made before a setting existed ran with its legacy value, e.g. ``--dedup off``),
     which the options passed may not contradict."""
-    from ..options import check_resume, to_dict
+    from ..options import to_dict
     from ..search import STATE, make_config, read_search_config
 
     passed = config_values(args, STRATEGY) | ({} if args.seed is None else {"seed": args.seed})
@@ -89,8 +86,7 @@ def _search_config(args: argparse.Namespace):
     if args.resume and folder and Path(folder, STATE).exists():
         saved_strategy, saved = read_search_config(folder)
         if saved_strategy == args.strategy:  # (another strategy: the search driver names both)
-            check_resume(to_dict(saved), {**to_dict(saved), **passed}, folder)
-            return saved
+            return resumed_config(type(saved), to_dict(saved), passed, folder)
     return make_config(args.strategy, **{"seed": 0, **passed})
 
 

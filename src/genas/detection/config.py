@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import options
-from ..engine import PRECISIONS
+from ..engine import channels_last_option, deterministic_option, precision_option
 from .. import spaces
 from ..errors import GenasError
 from ..io import load_json
@@ -124,11 +124,9 @@ class DetectConfig:
                                    min=0)
     eval_every: int = option(0, "evaluate every K epochs (0 = after the last only)", min=0)
     workers: int = option(0, "data-loading processes", min=0, resume_may_change=True)
-    precision: str = option("fp32", "training arithmetic: fp32, bf16 (autocast) or fp16 (autocast + gradient "
-                                    "scaler, CUDA only); evaluation runs in fp32", choices=PRECISIONS)
-    channels_last: bool = option(False, "train in NHWC memory format (faster on GPU; changes rounding only)")
-    deterministic: bool = option(False, "deterministic algorithms and cuDNN flags (slower on GPU; see "
-                                        "genas.engine.precision)")
+    precision: str = precision_option("evaluation runs in fp32")
+    channels_last: bool = channels_last_option()
+    deterministic: bool = deterministic_option()
 
     def validate(self) -> "DetectConfig":
         options.validate(self)

@@ -55,6 +55,23 @@ def _is_id(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+RECORD_NOUN = {"categories": "category", "images": "image", "annotations": "annotation"}
+
+
+def _records(coco: dict, key: str, ann_file: Path):
+    """``(where, record)`` of each record of ``coco[key]``, each checked to be an object with an integer
+    ``id`` not seen before in that list; ``where`` names the file, the list, the index and the id."""
+    seen: set[int] = set()
+    for i, rec in enumerate(coco[key]):
+        where = f"{ann_file}: {key}[{i}]"
+        if not isinstance(rec, dict) or not _is_id(rec.get("id")):
+            raise GenasError(f"{where}: needs an integer 'id'")
+        if rec["id"] in seen:
+            raise GenasError(f"{where} (id {rec['id']}): duplicate {RECORD_NOUN[key]} id {rec['id']}")
+        seen.add(rec["id"])
+        yield f"{where} (id {rec['id']})", rec
+
+
 def read_annotations(ann_file: str | Path, images_dir: str | Path) -> dict:
     """The instances JSON, checked record by record; an error is one line naming the file and record."""
     ann_file, images_dir = Path(ann_file), Path(images_dir)
@@ -66,24 +83,11 @@ def read_annotations(ann_file: str | Path, images_dir: str | Path) -> dict:
     for key in ("images", "annotations", "categories"):
         if not isinstance(coco.get(key), list):
             raise GenasError(f"{ann_file}: not a COCO instances file (no '{key}' list)")
-    cats: dict[int, str] = {}
-    for i, c in enumerate(coco["categories"]):
-        where = f"{ann_file}: categories[{i}]"
-        if not isinstance(c, dict) or not _is_id(c.get("id")):
-            raise GenasError(f"{where}: needs an integer 'id'")
-        if c["id"] in cats:
-            raise GenasError(f"{where}: duplicate category id {c['id']}")
-        cats[c["id"]] = str(c.get("name", c["id"]))
+    cats = {c["id"]: str(c.get("name", c["id"])) for _, c in _records(coco, "categories", ann_file)}
     if not cats:
         raise GenasError(f"{ann_file}: no categories")
     images: dict[int, dict] = {}
-    for i, img in enumerate(coco["images"]):
-        where = f"{ann_file}: images[{i}]"
-        if not isinstance(img, dict) or not _is_id(img.get("id")):
-            raise GenasError(f"{where}: needs an integer 'id'")
-        where += f" (id {img['id']})"
-        if img["id"] in images:
-            raise GenasError(f"{where}: duplicate image id {img['id']}")
+    for where, img in _records(coco, "images", ann_file):
         if not isinstance(img.get("file_name"), str) or not img["file_name"]:
             raise GenasError(f"{where}: needs a 'file_name'")
         for key in ("width", "height"):
@@ -92,15 +96,7 @@ def read_annotations(ann_file: str | Path, images_dir: str | Path) -> dict:
         if not (images_dir / img["file_name"]).is_file():
             raise GenasError(f"{where}: image file {images_dir / img['file_name']} not found")
         images[img["id"]] = img
-    seen: set[int] = set()
-    for i, a in enumerate(coco["annotations"]):
-        where = f"{ann_file}: annotations[{i}]"
-        if not isinstance(a, dict) or not _is_id(a.get("id")):
-            raise GenasError(f"{where}: needs an integer 'id'")
-        where += f" (id {a['id']})"
-        if a["id"] in seen:
-            raise GenasError(f"{where}: duplicate annotation id {a['id']}")
-        seen.add(a["id"])
+    for where, a in _records(coco, "annotations", ann_file):
         if a.get("image_id") not in images:
             raise GenasError(f"{where}: unknown image_id {a.get('image_id')!r}")
         if a.get("category_id") not in cats:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .. import seeding
-from ..engine.checkpoint import load_checkpoint, load_into, load_torch, save_torch, state_digest
+from ..engine.checkpoint import load_checkpoint, load_into, load_torch, save_torch
 from ..engine.distributed import DistContext, training_session
 from ..engine.loop import bar_disabled, wrap_ddp
 from ..engine.precision import TrainPrecision, check_precision, deterministic_mode

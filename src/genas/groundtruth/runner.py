@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .. import options, seeding
 from ..data import DATASETS
-from ..engine import PRECISIONS
+from ..engine import channels_last_option, deterministic_option, precision_option
 from ..errors import GenasError
 from ..io import append_jsonl, load_json, read_jsonl, save_json
 from ..options import check_resume, from_dict, option, to_dict
@@ -60,10 +60,9 @@ class BenchConfig:
     corruption_seed: int = option(0, "seed of the corruptions of the distribution-shifted set", cli=False)
     genotypes: list[str] | None = option(None, "explicit architectures (e.g. search winners) instead of the sample",
                                          cli=False)
-    precision: str = option("fp32", "training arithmetic: fp32, bf16 (autocast) or fp16 (autocast + gradient "
-                                    "scaler, CUDA only); evaluation stays fp32", choices=PRECISIONS)
-    channels_last: bool = option(False, "train in NHWC memory format (faster on GPU; changes rounding only)")
-    deterministic: bool = option(False, "deterministic algorithms and cuDNN flags (slower on GPU)")
+    precision: str = precision_option("evaluation stays fp32")
+    channels_last: bool = channels_last_option()
+    deterministic: bool = deterministic_option()
 
     def validate(self) -> "BenchConfig":
         options.validate(self)  # the bounds and choices declared above

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import options
 from ..data import DATASETS
-from ..engine import PRECISIONS
+from ..engine import channels_last_option, deterministic_option, precision_option
 from ..errors import GenasError
 from ..options import option
 from ..spaces import SPACES
@@ -46,11 +46,9 @@ class SupernetConfig:
     val_images: int = option(2000, "search-validation images for the per-epoch sampled-subnet accuracy", min=1)
     save_every: int = option(5, "keep a weights snapshot every K epochs", min=1)
     workers: int = option(2, "data-loading processes (image folders only)", min=0, resume_may_change=True)
-    precision: str = option("fp32", "training arithmetic: fp32, bf16 (autocast) or fp16 (autocast + gradient "
-                                    "scaler, CUDA only); scoring always runs in fp32", choices=PRECISIONS)
-    channels_last: bool = option(False, "train in NHWC memory format (faster on GPU; changes rounding only)")
-    deterministic: bool = option(False, "deterministic algorithms and cuDNN flags (slower on GPU; see "
-                                        "genas.engine.precision)")
+    precision: str = precision_option("scoring always runs in fp32")
+    channels_last: bool = channels_last_option()
+    deterministic: bool = deterministic_option()
 
     def resolved(self) -> "SupernetConfig":
         out = dataclasses.replace(self)

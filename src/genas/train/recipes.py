@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from .. import options
 from ..data import DATASETS
-from ..engine import PRECISIONS
+from ..engine import channels_last_option, deterministic_option, precision_option
 from .. import spaces
 from ..errors import GenasError
 from ..io import load_json
@@ -108,11 +108,9 @@ class RetrainConfig:
     seed: int = option(0, "training seed")
     save_every: int = option(0, "keep weights_epoch_K.pt every K epochs (0 = none)", min=0, cli=False)
     workers: int = option(2, "data-loading processes (image folders only)", min=0, cli=False, resume_may_change=True)
-    precision: str = option("fp32", "training arithmetic: fp32, bf16 (autocast) or fp16 (autocast + gradient "
-                                    "scaler, CUDA only); evaluation stays fp32", choices=PRECISIONS)
-    channels_last: bool = option(False, "train in NHWC memory format (faster on GPU; changes rounding only)")
-    deterministic: bool = option(False, "deterministic algorithms and cuDNN flags (slower on GPU; see "
-                                        "genas.engine.precision)")
+    precision: str = precision_option("evaluation stays fp32")
+    channels_last: bool = channels_last_option()
+    deterministic: bool = deterministic_option()
 
     def validate(self) -> "RetrainConfig":
         if self.lr <= 0 or self.lr_min < 0 or self.lr_min > self.lr:
