@@ -22,13 +22,16 @@ C = TypeVar("C")
 def option(default: Any, help: str, *, min: float | None = None, gt: float | None = None,
            max: float | None = None, lt: float | None = None, choices: Sequence | Callable[[], Sequence] | None = None,
            cli: bool = True, flag: str | None = None, resume_may_change: bool = False, parse: Callable | None = None,
-           default_factory: Callable | None = None):
+           default_factory: Callable | None = None, legacy: Any = dataclasses.MISSING):
     """A dataclass field with its CLI help and bounds (``min``/``max`` inclusive, ``gt``/``lt`` strict;
     ``None`` values are never bound-checked). ``choices`` may be a callable (e.g. a registry's
     ``names``) so the list is read when it is needed. ``cli=False`` keeps it out of the generated
-    options; ``parse`` turns the CLI string into the field's value."""
+    options; ``parse`` turns the CLI string into the field's value. ``legacy``: what a folder saved
+    before the setting existed ran with, when that is not ``default`` (see :func:`defaults`)."""
     meta = dict(help=help, min=min, gt=gt, max=max, lt=lt, choices=choices, cli=cli, flag=flag,
                 resume_may_change=resume_may_change, parse=parse)
+    if legacy is not dataclasses.MISSING:
+        meta["legacy"] = legacy
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -119,11 +122,19 @@ def check_resume(saved: Mapping[str, Any], wanted: Mapping[str, Any], where: Any
                          f"{key}={wanted.get(key)!r} (choose another output folder)")
 
 
+def legacy(cls) -> dict[str, Any]:
+    """The ``legacy`` values ``cls``'s fields declare: settings whose default changed after folders
+    without them were written (e.g. search ``dedup``: such folders scored every string)."""
+    return {f.name: f.metadata["legacy"] for f in dataclasses.fields(cls) if "legacy" in f.metadata}
+
+
 def defaults(cls) -> dict[str, Any]:
-    """``cls``'s field defaults: what a folder made before a field existed ran with."""
-    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            for f in dataclasses.fields(cls)
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    """What a folder made before a field existed ran with: the field's ``legacy`` value where it
+    declares one, else its default. The one rule for every saved config with a missing key."""
+    out = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+           for f in dataclasses.fields(cls)
+           if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    return {**out, **legacy(cls)}
 
 
 def may_change(cls) -> list[str]:
@@ -132,4 +143,4 @@ def may_change(cls) -> list[str]:
 
 
 __all__ = ["option", "flag_of", "choices_of", "validate", "resolve", "to_dict", "from_dict", "check_resume",
-           "defaults", "may_change"]
+           "defaults", "legacy", "may_change"]

@@ -52,7 +52,7 @@ class ScoringConfig:
                                       "only; BN affine and biases unperturbed)", choices=NOISE_PARAMS)
     noise_antithetic: bool = option(False, "antithetic noise: measure every draw at +d and -d and average the "
                                            "pair (2x the passes per draw; cancels its first-order loss change, "
-                                           "see results/flatness-stability)")
+                                           "see results/flatness-stability)", legacy=False)
     common_noise: bool = option(True, "common random numbers across candidates", cli=False)
     gamma: float = option(16.0, "weight of flatness in angle+flatness / accuracy+flatness (as in the official "
                                     "README)")
@@ -103,14 +103,14 @@ FLATNESS_PRESETS = {
 
 
 # What a run folder saved before a setting existed was scored with, where that differs from today's default
-# (a folder's missing key must not silently switch to a new default on resume)
-LEGACY_DEFAULTS = dict(noise_antithetic=False)
+# (declared with the field: ``option(legacy=...)``; a folder's missing key must not switch to a new default)
+LEGACY_DEFAULTS = options.legacy(ScoringConfig)
 
 
 def stored_scoring_defaults() -> dict:
-    """ScoringConfig defaults as a folder stores them (JSON), with :data:`LEGACY_DEFAULTS` for keys an
-    older folder lacks: fill a saved ``scoring`` dict with these before comparing it."""
-    return {**json.loads(json.dumps(options.to_dict(ScoringConfig()))), **LEGACY_DEFAULTS}
+    """What a folder's saved ``scoring`` dict means for the keys it lacks, as JSON stores it
+    (:func:`genas.options.defaults`): fill a saved dict with these before comparing it."""
+    return json.loads(json.dumps(options.defaults(ScoringConfig)))
 
 
 def scoring_config(preset: str | None = None, **overrides) -> ScoringConfig:

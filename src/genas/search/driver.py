@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..errors import GenasError
 from ..io import append_jsonl, load_json, save_json, write_jsonl
+from .. import options
 from ..options import to_dict
 from ..run_folder import RunFolder
 from ..spaces.base import Genotype, SearchSpace
@@ -38,8 +39,9 @@ from .strategy import SearchConfig, SearchStrategy
 
 STATE, LOG, RESULT = "state.json", "candidates.jsonl", "result.json"
 STATE_VERSION = 1
-# what a search saved before a setting existed ran with: every string scored, no resource limits
-LEGACY_CONFIG = {"dedup": "off"}
+# what a search saved before a setting existed ran with, where not today's default (declared with the
+# fields: ``option(legacy=...)``): every string scored
+LEGACY_CONFIG = options.legacy(SearchConfig)
 
 # strategy name -> (strategy class, config class)
 STRATEGIES: dict[str, tuple[type[SearchStrategy], type[SearchConfig]]] = {

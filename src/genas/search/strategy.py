@@ -57,7 +57,7 @@ class SearchConfig:
                                 "again and does not count against the budget; auto = strict on a supernet "
                                 "(exact for its affine=False BN), default (NB201's rule) on a tabular "
                                 "benchmark; off = every new string is scored (the paper's protocol)",
-                        choices=DEDUP_RULES)
+                        choices=DEDUP_RULES, legacy="off")  # searches saved before dedup scored every string
     min_params: float | None = option(None, "resource constraint: fewest parameters, counted on the space's "
                                             "evaluation network (NB201 C=16 N=5, DARTS C=36 20 cells; 3x32x32 "
                                             "input, 10 classes)", min=0)

@@ -5,8 +5,11 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
+from ..analysis.html_report import write_html_report
+from ..analysis.report import write_search_report
 from ..engine.cost import cost_model
 from ..engine.distributed import setup, teardown
 from ..errors import GenasError
@@ -111,7 +114,7 @@ def _search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name, resum
 def search_run(run: str | Path, metric: str = "flatness", strategy: str = "evolution", seed: int = 0, *,
            name: str | None = None, resume: bool = False, data=None, scoring=None,
            flatness_preset: str | None = None, device: str = "auto", progress: bool | None = False,
-           **overrides) -> dict:
+           report: bool = True, **overrides) -> dict:
     """Search a trained supernet run from Python (``genas.search_run``); returns the search result.
 
     ``overrides`` are settings of the strategy (``population``, ``generations``, ``topk``,
@@ -119,7 +122,8 @@ def search_run(run: str | Path, metric: str = "flatness", strategy: str = "evolu
     see :class:`~genas.proxies.ScoringConfig`), starting from ``scoring`` (a ScoringConfig) or the
     defaults with ``flatness_preset``. ``seed`` seeds both. ``data``: the run's own in-memory data
     (see :func:`genas.data.from_tensors`). The result dict is ``RUN/search-<name>/result.json``
-    plus ``folder``, the search folder.
+    plus ``folder``, the search folder, and (with ``report``, as ``genas search`` writes them) the paths
+    of its ``report`` (Markdown) and ``report_html``.
     """
     if strategy not in STRATEGIES:
         raise GenasError(f"unknown search strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
@@ -139,7 +143,10 @@ def search_run(run: str | Path, metric: str = "flatness", strategy: str = "evolu
         scoring_cfg = scoring_config(flatness_preset, seed=seed, **scoring_values)
     result, out_dir = search_supernet(run, metric, strategy, search_cfg, scoring_cfg, name=name, resume=resume,
                                       device=device, progress=progress, data=data)
-    return {**result, "folder": str(out_dir)}
+    if not report or os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 alone writes the report
+        return {**result, "folder": str(out_dir)}
+    return {**result, "folder": str(out_dir), "report": str(write_search_report(out_dir)),
+            "report_html": str(write_html_report(out_dir))}
 
 
 def search_oracle(csv: str, column: str, out_dir: str | Path, strategy: str, search_cfg, space_name: str = "nb201",
