@@ -46,6 +46,8 @@ def best_so_far(strategy: str, oracle: TabularOracle, seed: int, budget: int, po
     while not strat.done:
         batch = strat.pending()
         strat.tell(batch, oracle(batch))
+    if max_params is not None and any(cost(g)["params"] > max_params for g in strat.visited):
+        raise SystemExit(f"{strategy} seed {seed}: a scored candidate is over --max-params {max_params:g}")
     trace = np.maximum.accumulate(np.fromiter(strat.visited.values(), float))
     if len(trace) < budget:  # the (constrained) space ran out: the best stays
         trace = np.concatenate([trace, np.full(budget - len(trace), trace[-1])])
