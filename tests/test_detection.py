@@ -144,6 +144,37 @@ def test_ground_truth_as_predictions_scores_100(scenes):
     assert m["AP"] == 100.0 and m["AP50"] == 100.0 and m["AP75"] == 100.0 and m["AR100"] == 100.0
 
 
+@pytest.mark.parametrize("change,message", [
+    (dict(score=float("nan")), "finite score"),
+    (dict(bbox=[1.0, 2.0, -3.0, 4.0]), "w and h >= 0"),
+    (dict(image_id=True), "unknown image_id"),
+    (dict(image_id=[1]), "unknown image_id"),
+    (dict(category_id=999), "unknown category_id"),
+])
+def test_bad_predictions_file_is_one_line(scenes, tmp_path, capsys, change, message):
+    gt = _gt(scenes)
+    a = gt["annotations"][0]
+    preds = [{**dict(image_id=a["image_id"], category_id=a["category_id"], bbox=a["bbox"], score=1.0), **change}]
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    code = main(["detect", "eval", "--predictions", str(tmp_path / "p.json"), "--val-annotations",
+                 str(scenes / "val.json"), "-o", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("genas: error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_predictions_are_scored_against_checked_annotations(scenes, tmp_path, capsys):
+    """Without an image folder the annotations are still checked record by record."""
+    gt = _gt(scenes)
+    del gt["annotations"][0]["id"]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "p.json").write_text("[]")
+    code = main(["detect", "eval", "--predictions", str(tmp_path / "p.json"), "--val-annotations",
+                 str(tmp_path / "gt.json"), "-o", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert code == 2 and "annotations[0]" in err and "integer 'id'" in err and err.count("\n") == 1, err
+
+
 def test_our_summary_equals_pycocotools(scenes):
     pytest.importorskip("pycocotools")
     import contextlib
@@ -205,6 +236,7 @@ def test_tiny_make_data_train_eval_through_the_cli(scenes, tmp_path, capsys):
     per_image = {}
     for p in preds:
         per_image[p["image_id"]] = per_image.get(p["image_id"], 0) + 1
+        assert set(p) == {"image_id", "category_id", "bbox", "score"}  # COCO results format, nothing added
     assert max(per_image.values(), default=0) <= 100
     assert result["backbone_params"] > 0 and result["detector_macs"] > result["backbone_macs"] > 0
     assert len(json.loads((run / "data.json").read_text())["image_mean"]) == 1  # grayscale stays 1 channel
@@ -275,7 +307,14 @@ BAD_DATA = {
     "duplicate category id": (lambda c: c["categories"][1].update(id=c["categories"][0]["id"]),
                               "duplicate category id"),
     "bad bbox": (lambda c: _first_with_ann(c).update(bbox=[1, 2, 3]), "bbox must be 4 numbers"),
+    "no area inside the image": (lambda c: _first_with_ann(c).update(bbox=[_width_of_first(c) + 0.2, 5.0, 0.2, 3.0]),
+                                 "no area left inside"),
 }
+
+
+def _width_of_first(coco):
+    ann = _first_with_ann(coco)
+    return next(img["width"] for img in coco["images"] if img["id"] == ann["image_id"])
 
 
 @pytest.mark.parametrize("case", list(BAD_DATA))

@@ -138,6 +138,10 @@ def test_env_json_records_the_software(tmp_path, capsys, monkeypatch):
     src = Path(envinfo.__file__).resolve().parent
     head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert env["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    status = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no", "--", "."],
+                            capture_output=True, text=True)
+    assert env["modified"] == (bool(status.stdout.strip()) if head.returncode == 0 else None)
+    assert env["gpu"] is None  # a CPU run names no GPU
 
 
 def test_git_commit_is_none_outside_a_checkout_of_genas(tmp_path):
@@ -146,7 +150,11 @@ def test_git_commit_is_none_outside_a_checkout_of_genas(tmp_path):
     (pkg / "__init__.py").write_text("")
     assert envinfo.git_commit(pkg) == (None, None)  # no git at all
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    assert envinfo.git_commit(str(pkg)) == (None, None)  # inside someone's repository, untracked
+    (tmp_path / "theirs.txt").write_text("x\n")  # someone's repository with a commit, genas untracked in it
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "theirs.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    assert envinfo.git_commit(str(pkg)) == (None, None)
 
 
 def test_resume_with_other_torch_warns_on_stderr(searched, capsys, monkeypatch):
@@ -172,6 +180,13 @@ def test_a_refused_start_leaves_no_env_or_log(run, tmp_path, capsys):
     code, _ = _main(capsys, ["train-supernet", *SUPERNET, "--data-dir", tmp_path / "nothing", "--dataset",
                              "fashion-mnist", "-o", tmp_path / "y"])
     assert code == 2 and list((tmp_path / "y").iterdir()) == []
+    other = tmp_path / "export"  # a folder another command wrote (an export): refused, and left exactly as it was
+    other.mkdir()
+    (other / "env.json").write_text('{"mine": 1}\n')
+    (other / "genotype.json").write_text("{}\n")
+    code, lines = _main(capsys, ["train-supernet", *SUPERNET, "-o", other])
+    assert code == 2 and sorted(p.name for p in other.iterdir()) == ["env.json", "genotype.json"], lines
+    assert (other / "env.json").read_text() == '{"mine": 1}\n'
 
 
 # --- config files -----------------------------------------------------------------------------------
@@ -191,6 +206,7 @@ def test_config_from_a_run_differs_only_in_the_flags_given(run, tmp_path, capsys
     ["retrain", "--genotype", "FLATNESS_CIFAR100", "--preset", "quick", "--epochs", "2"],
     ["bench", "--num-archs", "3"],
     ["run", "--preset", "quick", "--space", "darts"],
+    ["run", "--preset", "quick"],
     ["score", "--bench", "b", "--metrics", "flatness,params", "--alpha", "auto"],
     ["correlate", "--truth", "t.jsonl", "--proxies", "a.jsonl", "b.jsonl", "--bootstrap", "0"],
 ], ids=lambda a: a[0])
@@ -203,6 +219,16 @@ def test_print_config_round_trips_through_config(argv, tmp_path, capsys):
     code, again = _main(capsys, [argv[0], "--config", tmp_path / "c.json", "--print-config"])
     assert code == 0, again
     assert json.loads("\n".join(again)) == cfg
+
+
+def test_a_printed_run_config_runs_as_the_command_it_came_from(tmp_path, capsys):
+    """Options left out stay out of the print (no null that would read back as "passed as none")."""
+    code, lines = _main(capsys, ["run", "--preset", "quick", "--print-config"])
+    assert code == 0 and "space" not in json.loads("\n".join(lines)), lines
+    (tmp_path / "c.json").write_text("\n".join(lines))
+    code, err = _main(capsys, ["run", "--config", tmp_path / "c.json", "--max-params", "10", "-o", tmp_path / "r"])
+    assert code == 2 and "no nb201 architecture meets" in "\n".join(err), err  # the space resolved as without a file
+    assert not (tmp_path / "r").exists()
 
 
 def test_precedence_preset_file_flags(tmp_path, capsys):

@@ -73,7 +73,10 @@ def _torch_facts(requested: str | None) -> dict[str, Any]:
     device = requested
     if requested in (None, "auto"):
         device = "cuda" if cuda_ok else "cpu"
-    gpu = torch.cuda.get_device_name(torch.cuda.current_device()) if cuda_ok else None
+    on_gpu = cuda_ok and str(device).startswith("cuda")  # a CPU run records no GPU (and starts no CUDA)
+    index = int(str(device).split(":")[1]) if on_gpu and ":" in str(device) else (
+        int(os.environ.get("LOCAL_RANK", 0)) if on_gpu else None)  # torchrun: each rank's own GPU
+    gpu = torch.cuda.get_device_name(index) if on_gpu else None
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return dict(device=device, cuda=torch.version.cuda, cudnn=cudnn, gpu=gpu,
                 gpu_count=torch.cuda.device_count() if cuda_ok else 0, threads=torch.get_num_threads())
@@ -82,7 +85,8 @@ def _torch_facts(requested: str | None) -> dict[str, Any]:
 def collect() -> dict[str, Any]:
     """The environment of this process now (JSON-ready)."""
     commit, dirty = git_commit()
-    info = dict(genas=_version("genas"), git_commit=commit, git_dirty=dirty, python=platform.python_version(),
+    info = dict(genas=_version("genas"), git_commit=commit, modified=dirty, git_dirty=dirty,
+                python=platform.python_version(),
                 implementation=platform.python_implementation(), torch=_version("torch"),
                 torchvision=_version("torchvision"), numpy=_version("numpy"), platform=platform.platform(),
                 machine=platform.machine(), cpu_count=os.cpu_count())

@@ -167,8 +167,9 @@ def _begin(folder: "RunFolder", started: bool) -> None:
             folder.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise GenasError(f"cannot create {folder.path}: {exc.strerror or exc}") from None
-        _write_env(folder.path)
-        entry["env_written"] = True
+        if not (folder.path / ENV).exists():  # another tool's env.json: the emptiness check refuses the folder,
+            _write_env(folder.path)           # and what it holds is never replaced or removed
+            entry["env_written"] = True
         logs.attach(folder.path, _header)
 
 

@@ -508,13 +508,16 @@ def resolved_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 def plain_values(parser: argparse.ArgumentParser, args: argparse.Namespace,
                  skip: Iterable[str] = ()) -> dict[str, Any]:
-    """dest -> value of the options a config file may set (``None`` for a config option left out)."""
+    """dest -> value of the options a config file may set. A config option left out is left out (its
+    preset or default applies when the file is read back); one passed as "none" is ``None`` (read
+    back as passed), so that a printed config reproduces the command."""
     skip = set(skip)
+    config_dests = {n for names_ in getattr(args, _FIELDS, {}).values() for n in names_}
     out = {}
     for dest in _options_of(parser):
-        if dest in skip:
-            continue
         value = getattr(args, dest, None)
+        if dest in skip or (value is None and dest in config_dests):
+            continue
         out[dest] = None if value is PASSED_NONE else (list(value) if isinstance(value, tuple) else value)
     return out
 

@@ -72,10 +72,12 @@ def _records(coco: dict, key: str, ann_file: Path):
         yield f"{where} (id {rec['id']})", rec
 
 
-def read_annotations(ann_file: str | Path, images_dir: str | Path) -> dict:
-    """The instances JSON, checked record by record; an error is one line naming the file and record."""
-    ann_file, images_dir = Path(ann_file), Path(images_dir)
-    if not images_dir.is_dir():
+def read_annotations(ann_file: str | Path, images_dir: str | Path | None) -> dict:
+    """The instances JSON, checked record by record; an error is one line naming the file and record.
+    ``images_dir`` None: the annotations alone (scoring a predictions file), image files not looked for."""
+    ann_file = Path(ann_file)
+    images_dir = None if images_dir is None else Path(images_dir)
+    if images_dir is not None and not images_dir.is_dir():
         raise GenasError(f"image folder {images_dir} does not exist or is not a folder")
     coco = load_json(ann_file)
     if not isinstance(coco, dict):
@@ -93,7 +95,7 @@ def read_annotations(ann_file: str | Path, images_dir: str | Path) -> dict:
         for key in ("width", "height"):
             if not _is_id(img.get(key)) or img[key] < 1:
                 raise GenasError(f"{where}: needs a positive integer '{key}'")
-        if not (images_dir / img["file_name"]).is_file():
+        if images_dir is not None and not (images_dir / img["file_name"]).is_file():
             raise GenasError(f"{where}: image file {images_dir / img['file_name']} not found")
         images[img["id"]] = img
     for where, a in _records(coco, "annotations", ann_file):
@@ -113,6 +115,10 @@ def read_annotations(ann_file: str | Path, images_dir: str | Path) -> dict:
         if x < -t or y < -t or x + w > img["width"] + t or y + h > img["height"] + t:
             raise GenasError(f"{where}: bbox {box} lies outside its {img['width']}x{img['height']} image "
                              f"{img['file_name']}")
+        x1, y1, x2, y2 = (float(np.float32(v)) for v in (max(x, 0), max(y, 0), min(x + w, img["width"]),
+                                                           min(y + h, img["height"])))
+        if not (x2 > x1 and y2 > y1):  # what training sees: clipped to the image, in float32
+            raise GenasError(f"{where}: bbox {box} has no area left inside its {img['width']}x{img['height']} image")
         if "area" in a and not _is_number(a["area"]):
             raise GenasError(f"{where}: area must be a number, got {a['area']!r}")
     return coco

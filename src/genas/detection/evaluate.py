@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 from typing import Iterable
 
 import torch
@@ -58,7 +59,9 @@ def coco_summary(gt: dict, predictions: list[dict], image_ids: list[int] | None 
     logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(_with_area(gt))
-        coco_dt = coco_gt.loadRes(predictions) if predictions else COCO()
+        # loadRes adds area/id/iscrowd/segmentation to the dicts it gets: give it copies, so the
+        # caller's list stays in COCO results format (it is what predictions.json holds)
+        coco_dt = coco_gt.loadRes([dict(p) for p in predictions]) if predictions else COCO()
         if not predictions:
             coco_dt.dataset = dict(images=gt["images"], categories=gt["categories"], annotations=[])
             coco_dt.createIndex()
@@ -80,6 +83,10 @@ def _with_area(gt: dict) -> dict:
     return {**gt, "annotations": anns}
 
 
+def _is_key(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def check_predictions(predictions, gt: dict, where) -> list[dict]:
     """A COCO results list: known image and category ids, 4-number boxes, a score; at most 100 per image."""
     if not isinstance(predictions, list):
@@ -87,14 +94,18 @@ def check_predictions(predictions, gt: dict, where) -> list[dict]:
     images = {img["id"] for img in gt["images"]}
     cats = {c["id"] for c in gt["categories"]}
     per_image: dict[int, int] = {}
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     for i, p in enumerate(predictions):
-        if not isinstance(p, dict) or p.get("image_id") not in images or p.get("category_id") not in cats:
-            raise GenasError(f"{where}: record {i} has an unknown image_id or category_id")
+        if not isinstance(p, dict):
+            raise GenasError(f"{where}: record {i} is not an object")
+        for key, known in (("image_id", images), ("category_id", cats)):
+            if not _is_key(p.get(key)) or p[key] not in known:
+                raise GenasError(f"{where}: record {i} has an unknown {key} {p.get(key)!r}")
         box = p.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-            raise GenasError(f"{where}: record {i} needs bbox [x, y, w, h]")
-        if not isinstance(p.get("score"), (int, float)):
-            raise GenasError(f"{where}: record {i} needs a score")
+        if not (isinstance(box, list) and len(box) == 4 and all(map(number, box))) or box[2] < 0 or box[3] < 0:
+            raise GenasError(f"{where}: record {i} needs bbox [x, y, w, h] of finite numbers, w and h >= 0")
+        if not number(p.get("score")):
+            raise GenasError(f"{where}: record {i} needs a finite score")
         per_image[p["image_id"]] = per_image.get(p["image_id"], 0) + 1
     worst = max(per_image.values(), default=0)
     if worst > MAX_DETECTIONS:

@@ -338,13 +338,7 @@ def evaluate_run(run: str | Path, out_dir: str | Path, *, val_images: str | None
             val_annotations = load_detect_config(run).paths()["val_annotations"]
         from .data import read_annotations
 
-        if val_images is None:  # no image folder given: the annotations alone (nothing to decode)
-            gt = load_json(val_annotations)
-            if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list)
-                                                   for k in ("images", "annotations", "categories")):
-                raise GenasError(f"{val_annotations}: not a COCO instances file")
-        else:
-            gt = read_annotations(val_annotations, val_images)
+        gt = read_annotations(val_annotations, val_images)  # no image folder: the annotations alone
         preds = check_predictions(load_json(predictions), gt, predictions)
         ids = [img["id"] for img in gt["images"]][:max_val_images]
         metrics = coco_summary(gt, preds, ids)
