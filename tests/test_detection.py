@@ -4,6 +4,7 @@ kill, and one-line errors for every class of bad input."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -76,12 +77,19 @@ def test_p6_source_is_explicit_even_when_widths_match():
     assert c5.fpn.extra_blocks.use_P5 is False and p5.fpn.extra_blocks.use_P5 is True
 
 
-def test_frozen_stages_and_frozen_bn(scenes):
+def test_frozen_stages_and_frozen_bn(scenes, retrain_run):
     from torchvision.ops import FrozenBatchNorm2d
 
     from genas.detection.model import build_detector
 
-    model = build_detector(tiny(scenes, frozen_stages=2, frozen_bn=True), 10, 1, [0.5], [0.25])
+    with pytest.raises(GenasError, match="--backbone-run"):  # frozen random weights would stay random
+        tiny(scenes, frozen_stages=2)
+    partly = build_detector(tiny(scenes, backbone_run=str(retrain_run), frozen_stages=2), 10, 1, [0.5], [0.25])
+    stages = partly.backbone.features.stages()
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for m in stages[0] + stages[1] for x in m.modules())
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for m in stages[2] for x in m.modules())  # frozen stages only
+    model = build_detector(tiny(scenes, backbone_run=str(retrain_run), frozen_stages=2, frozen_bn=True), 10, 1,
+                           [0.5], [0.25])
     body = model.backbone.features.body
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
     assert any(isinstance(m, FrozenBatchNorm2d) for m in body.modules())
@@ -249,6 +257,14 @@ def test_tiny_make_data_train_eval_through_the_cli(scenes, tmp_path, capsys):
     capsys.readouterr()
     assert main(["detect", "train", "--resume", "-o", str(run), "--no-progress", "--device", "cpu"]) == 0
     assert json.loads((run / "result.json").read_text()) == result
+
+
+def test_data_loading_workers_give_the_same_weights(scenes, tmp_path):
+    """--workers decodes the same seeded batches in other processes: same final weights."""
+    cfg = tiny(scenes, epochs=1, max_train_images=8)
+    here = train_detector(cfg, tmp_path / "w0", device="cpu", progress=False)
+    there = train_detector(dataclasses.replace(cfg, workers=2), tmp_path / "w2", device="cpu", progress=False)
+    assert here["final_digest"] == there["final_digest"]
 
 
 def test_fcos_through_the_same_adaptor(scenes, tmp_path):

@@ -124,6 +124,7 @@ def freeze(features: CellFeatures, frozen_stages: int, frozen_bn: bool) -> None:
         _freeze_bn(features.body)
     for modules in features.stages()[:frozen_stages]:
         for m in modules:
+            _freeze_bn(m)  # a frozen stage keeps its BN statistics too (Detectron2's FREEZE_AT)
             for p in m.parameters():
                 p.requires_grad_(False)
 
@@ -196,14 +197,25 @@ def retrain_run_architecture(run: str | Path) -> dict:
     return arch
 
 
-def retrain_weights(run: str | Path) -> tuple[dict, Path]:
-    """The final weights of a retrain run: ``last.pt``'s model (``best.pt`` if only that exists)."""
+def retrain_weights_path(run: str | Path) -> Path:
+    """The weights file of a finished retrain run: ``last.pt`` (``best.pt`` if only that exists); an
+    unfinished run (no ``result.json``) is refused, since its weights are not the final ones."""
     run = Path(run)
-    if (run / "last.pt").exists():
-        return load_checkpoint(run / "last.pt", ("model",))["model"], run / "last.pt"
-    if (run / "best.pt").exists():
-        return load_torch(run / "best.pt"), run / "best.pt"
+    if not (run / "result.json").exists():
+        raise GenasError(f"{run} is not a finished retrain run (no result.json); finish it with "
+                         f"`genas retrain --resume -o {run}` first")
+    for name in ("last.pt", "best.pt"):
+        if (run / name).exists():
+            return run / name
     raise GenasError(f"{run} holds no weights (no last.pt or best.pt); finish the retrain run first")
+
+
+def retrain_weights(run: str | Path) -> tuple[dict, Path]:
+    """The final weights of a finished retrain run (see :func:`retrain_weights_path`)."""
+    path = retrain_weights_path(run)
+    if path.name == "last.pt":
+        return load_checkpoint(path, ("model",))["model"], path
+    return load_torch(path), path
 
 
 def load_backbone_weights(net: nn.Module, state: dict, path: Path) -> int:
@@ -231,4 +243,4 @@ def load_backbone_weights(net: nn.Module, state: dict, path: Path) -> int:
 
 
 __all__ = ["CellFPNBackbone", "CellFeatures", "freeze", "load_backbone_weights", "retrain_run_architecture",
-           "retrain_weights"]
+           "retrain_weights", "retrain_weights_path"]

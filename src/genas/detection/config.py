@@ -157,8 +157,15 @@ class DetectConfig:
                              "--train-images, --train-annotations, --val-images and --val-annotations")
         if self.backbone_run is None:
             resolve_genotype(self.space, self.genotype)
-        elif not Path(self.backbone_run).is_dir():
-            raise GenasError(f"backbone run {self.backbone_run} does not exist or is not a folder")
+            if self.frozen_bn or self.frozen_stages:  # frozen random weights stay random (BN: the identity)
+                raise GenasError("--frozen-bn and --frozen-stages freeze loaded classification weights: pass "
+                                 "--backbone-run RUN (a `genas retrain` folder), or train from scratch with "
+                                 "--no-frozen-bn --frozen-stages 0")
+        else:
+            from .backbone import retrain_run_architecture, retrain_weights_path
+
+            retrain_run_architecture(self.backbone_run)  # a bad run fails here, before any data is read
+            retrain_weights_path(self.backbone_run)
         return self
 
     def paths(self) -> dict[str, Path]:

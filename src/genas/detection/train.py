@@ -79,6 +79,39 @@ def _warn_resize(cfg: DetectConfig, train: CocoSet) -> None:
                     "is rescaled %.1fx before the backbone", short, cfg.min_size, cfg.min_size / short)
 
 
+def _as_is(batch):
+    return batch
+
+
+class _StepBatches:
+    """Global batch ``step`` of ``epoch``, this rank's share, decoded on the CPU (images uint8, targets):
+    the order and the flips are drawn from (seed, epoch, step) alone."""
+
+    def __init__(self, train: CocoSet, train_idx: list[int], cfg: DetectConfig, rank: int, world: int, epoch: int):
+        self.train, self.train_idx, self.cfg, self.rank, self.world, self.epoch = train, train_idx, cfg, rank, world, epoch
+        self.order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(
+            seeding.derive_seed(cfg.seed, seeding.DATA, epoch)))
+
+    def __len__(self) -> int:
+        return len(self.train_idx) // self.cfg.batch_size
+
+    def __getitem__(self, step: int):
+        cfg = self.cfg
+        idx = self.order[step * cfg.batch_size:(step + 1) * cfg.batch_size].tolist()
+        flips = torch.rand(len(idx), generator=torch.Generator().manual_seed(
+            seeding.derive_seed(cfg.seed, seeding.NOISE, self.epoch, step))) < 0.5
+        images, targets = [], []
+        for k in range(self.rank, len(idx), self.world):
+            img, tgt = self.train[self.train_idx[idx[k]]]
+            boxes = tgt["boxes"].clone()
+            if cfg.hflip and bool(flips[k]):
+                img = img.flip(-1)
+                boxes[:, [0, 2]] = img.shape[-1] - boxes[:, [2, 0]]
+            images.append(img)
+            targets.append(dict(boxes=boxes, labels=tgt["labels"]))
+        return images, targets
+
+
 class _Session:
     def __init__(self, cfg: DetectConfig, out: Path, ctx: DistContext, progress, train: CocoSet, val: CocoSet,
                  mean, std):
@@ -106,35 +139,39 @@ class _Session:
         load_into(self.model, state["model"], self.out / CHECKPOINT, "the run's detector")
         self.opt.load_state_dict(state["optimizer"])
         self.next_epoch, self.next_step = int(state["next_epoch"]), int(state["next_step"])
-        self.sums = dict(state["sums"])
+        self.sums = dict(state["sums"]) if self.ctx.is_main else {}  # summed over the ranks when saved
         self.amp.load_state_dict(state.get("scaler"))
 
-    def checkpoint(self) -> None:
+    def summed(self) -> dict:
+        """The partial loss sums of the epoch over every rank (a collective: every rank calls it)."""
+        keys = ("loss", "images") + LOSS_KEYS
+        parts = self.ctx.all_gather({k: self.sums[k] for k in keys if k in self.sums})
+        return {k: sum(p.get(k, 0.0) for p in parts) for k in keys if any(k in p for p in parts)}
+
+    def checkpoint(self, sums: dict | None = None) -> None:
+        """Rank 0 saves; ``sums``: the epoch's partial sums over every rank (none at an epoch's end)."""
         scaler = self.amp.state_dict()  # fp16 only: fp32 checkpoints keep their keys
         save_torch(dict(model=self.model.state_dict(), optimizer=self.opt.state_dict(), next_epoch=self.next_epoch,
-                        next_step=self.next_step, sums=self.sums, **({"scaler": scaler} if scaler else {})),
+                        next_step=self.next_step, sums=sums or {}, **({"scaler": scaler} if scaler else {})),
                    self.out / CHECKPOINT)
 
-    def batch(self, epoch: int, step: int):
-        """This rank's share of global batch ``step`` of ``epoch``: (images 0-1, targets), flipped."""
-        cfg = self.cfg
-        order = torch.randperm(len(self.train_idx),
-                               generator=torch.Generator().manual_seed(seeding.derive_seed(cfg.seed, seeding.DATA,
-                                                                                           epoch)))
-        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].tolist()
-        flips = torch.rand(len(idx), generator=torch.Generator().manual_seed(
-            seeding.derive_seed(cfg.seed, seeding.NOISE, epoch, step))) < 0.5
-        images, targets = [], []
-        for k in range(self.ctx.rank, len(idx), self.ctx.world):
-            img, tgt = self.train[self.train_idx[idx[k]]]
-            boxes = tgt["boxes"].clone()
-            if cfg.hflip and bool(flips[k]):
-                img = img.flip(-1)
-                w = img.shape[-1]
-                boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
-            images.append(img.to(self.ctx.device).float().div_(255))
-            targets.append(dict(boxes=boxes.to(self.ctx.device), labels=tgt["labels"].to(self.ctx.device)))
-        return images, targets
+    def batches(self, epoch: int):
+        """``(step, images, targets)`` of this rank for the rest of ``epoch``, on the device; decoded by
+        ``workers`` DataLoader processes (0: in this process). A step's batch depends only on (seed,
+        epoch, step), so any worker count and a resume give the same batches."""
+        steps = _StepBatches(self.train, self.train_idx, self.cfg, self.ctx.rank, self.ctx.world, epoch)
+        todo = range(self.next_step, self.steps)
+        if self.cfg.workers:
+            from torch.utils.data import DataLoader
+
+            it = DataLoader(steps, batch_size=None, sampler=todo, num_workers=self.cfg.workers,
+                            collate_fn=_as_is, persistent_workers=False)
+        else:
+            it = (steps[k] for k in todo)
+        dev = self.ctx.device
+        for step, (images, targets) in zip(todo, it):
+            yield step, [x.to(dev).float().div_(255) for x in images], [
+                {k: v.to(dev) for k, v in t.items()} for t in targets]
 
     def train_epoch(self, epoch: int, ddp) -> dict | None:
         """Train the rest of ``epoch``; returns its log record (None if a mid-epoch checkpoint was the last write)."""
@@ -146,12 +183,11 @@ class _Session:
         bar = tqdm(total=self.steps, initial=self.next_step, desc=f"detect {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=bar_disabled(self.progress, ctx.is_main), dynamic_ncols=True)
         seen = 0
-        for step in range(self.next_step, self.steps):
+        for step, images, targets in self.batches(epoch):
             global_step = epoch * self.steps + step
             lr = lr_at(cfg, global_step, self.total)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            images, targets = self.batch(epoch, step)
             with self.amp.autocast():
                 losses = ddp(images, targets)
             loss = sum(losses.values())
@@ -167,19 +203,19 @@ class _Session:
             bar.update(1)
             self.next_step = step + 1
             if cfg.checkpoint_every and (global_step + 1) % cfg.checkpoint_every == 0 and self.next_step < self.steps:
+                summed = self.summed()  # every rank's partial sums, so a resume under any world size counts them once
                 if ctx.is_main:
-                    self.checkpoint()
+                    self.checkpoint(summed)
                 ctx.barrier()
         bar.close()
         seconds = time.perf_counter() - t0
         ctx.broadcast_buffers(self.model)
-        totals = [sum(col) for col in zip(*ctx.all_gather([self.sums.get(k, 0.0) for k in
-                                                            ("loss", "images") + LOSS_KEYS]))]
-        n = max(totals[1], 1)
-        record = dict(epoch=epoch, lr=lr_at(cfg, (epoch + 1) * self.steps - 1, self.total), loss=totals[0] / n)
-        for k, v in zip(LOSS_KEYS, totals[2:]):
-            if k in self.sums:
-                record[f"loss_{k}"] = v / n
+        totals = self.summed()
+        n = max(totals["images"], 1)
+        record = dict(epoch=epoch, lr=lr_at(cfg, (epoch + 1) * self.steps - 1, self.total), loss=totals["loss"] / n)
+        for k in LOSS_KEYS:
+            if k in totals:
+                record[f"loss_{k}"] = totals[k] / n
         record.update(seconds=round(seconds, 3), images_per_s=round(seen * ctx.world / max(seconds, 1e-9), 2))
         return record
 
