@@ -314,8 +314,9 @@ class SceneSpec:
 
 
 def make_scenes(out: str | Path, spec: SceneSpec, train_items, train_labels, test_items, test_labels,
-                class_names: list[str]) -> dict:
-    """Write the scene set into ``out`` (train/, train.json, val/, val.json, make-data.json)."""
+                class_names: list[str], source: dict | None = None) -> dict:
+    """Write the scene set into ``out`` (train/, train.json, val/, val.json, then make-data.json, the
+    mark of a complete set, once; ``source``: what the items came from, recorded in it)."""
     from PIL import Image
 
     import dataclasses
@@ -347,6 +348,8 @@ def make_scenes(out: str | Path, spec: SceneSpec, train_items, train_labels, tes
         meta["splits"][split] = dict(images=len(images), annotations=len(anns),
                                      empty_images=len(images) - len({a["image_id"] for a in anns}),
                                      objects_per_area_bucket=buckets)
+    if source is not None:
+        meta["source"] = source
     save_json(meta, out / SCENES_META)
     return meta
 
@@ -354,8 +357,6 @@ def make_scenes(out: str | Path, spec: SceneSpec, train_items, train_labels, tes
 def make_data(out: str | Path, spec: SceneSpec, data_dir: str | None = None, force: bool = False) -> dict:
     """``genas detect make-data``: scenes of ``spec.dataset``'s items (an in-memory dataset of
     :data:`genas.data.DATASETS`) written into a new folder ``out``."""
-    import dataclasses
-
     from ..data import load_data
     from ..run_folder import check_new_output
 
@@ -374,11 +375,8 @@ def make_data(out: str | Path, spec: SceneSpec, data_dir: str | None = None, for
                          f"{spec.dataset}")
     names = list(FASHION_MNIST_CLASSES) if spec.dataset == "fashion-mnist" else [
         f"class_{k}" for k in range(data.num_classes)]
-    meta = make_scenes(out, spec, data.train.x.numpy(), data.train.y.numpy(), data.test.x.numpy(),
-                       data.test.y.numpy(), names)
-    meta["source"] = data.describe()
-    save_json({**meta, "spec": dataclasses.asdict(spec)}, Path(out) / SCENES_META)
-    return meta
+    return make_scenes(out, spec, data.train.x.numpy(), data.train.y.numpy(), data.test.x.numpy(),
+                       data.test.y.numpy(), names, source=data.describe())
 
 
 __all__ = ["AREA_BUCKETS", "CocoSet", "FASHION_MNIST_CLASSES", "SCENES_META", "SceneSpec", "collate", "layout",
