@@ -82,7 +82,7 @@ def test_tensorboard_scalars_equal_the_jsonl_values(run_folder, capsys):
     assert main(["tensorboard", str(run_folder)]) == 0
     assert "tensorboard" in capsys.readouterr().out
     tb = run_folder / "tensorboard"
-    assert sorted(p.name for p in tb.iterdir()) == ["retrain", "search-flatness", "supernet"]
+    assert sorted(p.name for p in tb.iterdir() if p.name != ".genas-tensorboard.json") == ["retrain", "search-flatness", "supernet"]
     for name, log, by_epoch in (("supernet", run_folder / "log.jsonl", True),
                                 ("search-flatness", run_folder / "search-flatness" / "candidates.jsonl", False),
                                 ("retrain", run_folder / "retrain" / "log.jsonl", True)):
@@ -111,6 +111,18 @@ def test_tensorboard_flag_writes_the_same_events_as_the_command(tmp_path):
     assert live == _expected(rows, by_epoch=False) and len(live["score"]) == len(rows) == 8
     assert main(["tensorboard", str(out), "-o", str(tmp_path / "later")]) == 0
     assert _events(tmp_path / "later" / "search") == live
+    assert main(["tensorboard", str(out), "-o", str(tmp_path / "later")]) == 0  # its own conversion: rebuilt
+    assert _events(tmp_path / "later" / "search") == live
+    other = tmp_path / "other"  # another run's logs never replace these, nor a folder of other files
+    assert main(["search", "--oracle", str(NB201_TABLE), "--oracle-column", "CIFAR10TestAccuracy200Epochs",
+                 "--population", "4", "--generations", "1", "--topk", "2", "--mutations", "2", "--crossovers", "2",
+                 "--seed", "1", "-o", str(other), "--no-progress"]) == 0
+    assert main(["tensorboard", str(other), "-o", str(tmp_path / "later")]) == 2
+    assert _events(tmp_path / "later" / "search") == live
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("x")
+    assert main(["tensorboard", str(out), "-o", str(tmp_path / "notes")]) == 2
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["mine.txt"]
 
 
 def test_tensorboard_without_the_extra_is_one_line(run_folder, tmp_path, monkeypatch, capsys):

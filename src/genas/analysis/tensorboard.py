@@ -17,6 +17,7 @@ from ..io import read_jsonl
 from ..run_folder import FileLock
 
 OUT = "tensorboard"
+MARK = ".genas-tensorboard.json"  # in an output folder: the run whose logs it holds
 INSTALL_HINT = "TensorBoard output needs the tensorboard extra: pip install 'genas[tensorboard]'"
 LOGS = ("log.jsonl", "candidates.jsonl")
 
@@ -71,6 +72,21 @@ def _step(index: int, record: dict) -> int:
     return int(record["epoch"]) if "epoch" in record and isinstance(record["epoch"], int) else index + 1
 
 
+def _claim(out: Path, run: Path, names: list[str]) -> None:
+    """``out`` holds this run's conversion only (``MARK`` names the run): a folder with other files,
+    or another run's conversion, is refused, so converting never deletes what it did not write."""
+    from ..io import load_json, save_json
+
+    mark = out / MARK
+    if mark.exists():
+        if Path(load_json(mark).get("run", "")) != run.resolve():
+            raise GenasError(f"{out} holds the TensorBoard files of {load_json(mark).get('run')}; choose another -o")
+    elif out.exists() and any(out.iterdir()):
+        raise GenasError(f"{out} is not empty and was not written by `genas tensorboard`; choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(dict(run=str(run.resolve()), logs=names), mark)
+
+
 def convert(run: str | Path, out: str | Path | None = None) -> Path:
     """Write the event files of ``run``'s JSONL logs into ``out`` (default ``RUN/tensorboard``),
     replacing what an earlier conversion wrote there; returns ``out``."""
@@ -81,8 +97,12 @@ def convert(run: str | Path, out: str | Path | None = None) -> Path:
     found = sources(run)
     if not found:
         raise GenasError(f"{run} holds no log.jsonl or candidates.jsonl (not a genas run folder?)")
+    names = [name for name, _ in found]
+    if len(set(names)) != len(names):
+        raise GenasError(f"{run}: two logs map to one TensorBoard name ({', '.join(sorted(names))})")
     out = Path(out) if out is not None else run / OUT
     with FileLock(out):
+        _claim(out, run, names)
         for name, path in found:
             target = out / name
             for old in target.glob("events.out.tfevents.*"):  # rebuilt from the records: an old file
