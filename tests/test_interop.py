@@ -228,3 +228,24 @@ def test_timm_without_the_extra_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "timm.models", None)
     with pytest.raises(GenasError, match=r"pip install 'genas\[timm\]'"):
         register_timm(tmp_path)
+
+
+def test_export_refuses_its_own_run_and_a_failure_leaves_nothing(exported, monkeypatch, capsys):
+    import genas.export as ex
+
+    out, _ = exported
+    run = out.parent / "rt"
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["export", "--run", str(run), "-o", str(run), "--force"]) == 2  # would write into the run
+    assert "its own input" in capsys.readouterr().err and sorted(p.name for p in run.iterdir()) == before
+
+    def broken(*a, **k):
+        raise RuntimeError("exporter failed\nsecond line")
+
+    monkeypatch.setattr(torch.export, "export", broken)
+    target = out.parent / "never"
+    assert main(["export", "--run", str(run), "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "export failed (RuntimeError: exporter failed)" in err, err
+    assert not target.exists() and not any(p.name.startswith(".tmp-") for p in out.parent.iterdir())
+    assert ex.MODEL in {p.name for p in out.iterdir()}  # the earlier export is untouched

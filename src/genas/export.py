@@ -11,6 +11,9 @@ is also the public ``genas.export(run, out_dir)``).
 """
 from __future__ import annotations
 
+import copy
+import os
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -41,10 +44,10 @@ def require_onnx() -> None:
 def write_onnx(program, example, path: Path) -> Path:
     """The ``torch.export`` program as ONNX (dynamo exporter): input ``images``, output ``logits``,
     the program's dynamic batch dimension named ``batch``."""
+    require_onnx()
     import onnx
     import torch
 
-    require_onnx()
     onnx_program = torch.onnx.export(program, (example,), dynamo=True, input_names=["images"],
                                      output_names=["logits"], verbose=False)
     tmp = path.with_name(".tmp-" + path.name)
@@ -71,23 +74,38 @@ def export_network(net: torch.nn.Module, meta: dict, input_shape: tuple[int, ...
 
     if onnx:
         require_onnx()
-
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    net = net.cpu().eval()
-    example = torch.zeros(2, *input_shape)
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
-    tmp = out_dir / (".tmp-" + MODEL)
-    torch.export.save(program, tmp)
-    tmp.replace(out_dir / MODEL)
-    save_torch(net.state_dict(), out_dir / WEIGHTS)
-    extra = {}
-    if onnx:
-        write_onnx(program, example, out_dir / ONNX)
-        extra = {"onnx": dict(file=ONNX, input="images", output="logits", dynamic_axes={"images": [0], "logits": [0]})}
-    save_json({**meta, "input_shape": list(input_shape), "format": "torch.export (torch.export.load(...).module())",
-               "weights": WEIGHTS, **extra, "torch_version": torch.__version__}, out_dir / META)
+    work = out_dir.with_name(f".tmp-{out_dir.name}-{os.getpid()}")  # built whole, then moved into place
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        work.mkdir(parents=True)
+        net = copy.deepcopy(net).cpu().eval()  # the caller's network stays where and as it was
+        example = torch.zeros(2, *input_shape)
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, work / MODEL)
+        save_torch(net.state_dict(), work / WEIGHTS)
+        extra = {}
+        if onnx:
+            write_onnx(program, example, work / ONNX)
+            extra = {"onnx": dict(file=ONNX, input="images", output="logits",
+                                  dynamic_axes={"images": [0], "logits": [0]})}
+        save_json({**meta, "input_shape": list(input_shape), "weights": WEIGHTS, **extra,
+                   "format": "torch.export (torch.export.load(...).module())", "torch_version": torch.__version__},
+                  work / META)
+    except Exception as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, GenasError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise GenasError(f"export failed ({type(exc).__name__}: {first[:300]}); nothing was written") from None
+    if out_dir.exists():  # --force: the earlier export goes as a whole (no stale model.onnx is left)
+        old = out_dir.with_name(f".old-{out_dir.name}-{os.getpid()}")
+        out_dir.rename(old)
+        work.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        work.rename(out_dir)
     return out_dir
 
 
@@ -107,9 +125,9 @@ def export_run(run: str | Path, out_dir: str | Path, force: bool = False, onnx: 
 
     if onnx:
         require_onnx()
-    check_new_output(out_dir, force)
     run = Path(run)
     folder = run / "retrain" if (run / "retrain").is_dir() else run
+    check_new_output(out_dir, force, inputs=(run, folder))  # never into the run it exports
     if not (folder / "result.json").exists():
         raise GenasError(f"{run} has no retrained network ({folder / 'result.json'} missing); "
                          f"finish `genas run` or `genas retrain` first")
@@ -157,10 +175,11 @@ def register_timm(export_dir: str | Path, name: str | None = None) -> str:
     if not name.isidentifier():
         raise GenasError(f"a timm model name must be a Python identifier, got {name!r}")
     shape = tuple(meta["input_shape"])
+    first_conv = _first_conv(meta)
     base = dict(file=str((export_dir / WEIGHTS).resolve()), architecture=name, input_size=shape,
                 num_classes=meta["network"]["num_classes"], mean=tuple(meta.get("mean") or (0.0,) * shape[0]),
                 std=tuple(meta.get("std") or (1.0,) * shape[0]), interpolation="bilinear", crop_pct=1.0,
-                first_conv="stem.0", classifier="classifier", license="see the data it was trained on",
+                first_conv=first_conv, classifier="classifier", license="see the data it was trained on",
                 description=f"genas {meta['space']} network {meta['genotype']}")
 
     def entry(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None,
@@ -182,6 +201,20 @@ def register_timm(export_dir: str | Path, name: str | None = None) -> str:
     return name
 
 
+def _first_conv(meta: dict) -> str:
+    """The module name of the exported network's first convolution (``stem.0``; ``stem0.0`` for
+    the ImageNet-style DARTS stem), which timm adapts to another input channel count."""
+    import torch
+
+    from .options import from_dict
+    from .train.recipes import RetrainConfig
+    from .train.retrain import build_network
+
+    net = build_network(from_dict(RetrainConfig, meta["retrain_config"]), meta["network"]["num_classes"],
+                        meta["input_shape"][0])
+    return next(name for name, m in net.named_modules() if isinstance(m, torch.nn.Conv2d))
+
+
 def _timm_model(export_dir: Path, meta: dict, base: dict, pretrained: bool, num_classes, in_chans, drop_path_rate,
                 overlay):
     from .engine.checkpoint import load_torch
@@ -199,7 +232,8 @@ def _timm_model(export_dir: Path, meta: dict, base: dict, pretrained: bool, num_
         state = load_torch(export_dir / WEIGHTS)
         own = net.state_dict()
         if in_chans != exported_chans:
-            state["stem.0.weight"] = adapt_input_conv(in_chans, state["stem.0.weight"], base_chans=exported_chans)
+            key = f"{base['first_conv']}.weight"
+            state[key] = adapt_input_conv(in_chans, state[key], base_chans=exported_chans)
         state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}  # a new head keeps its own
         net.load_state_dict({**own, **state})
     if drop_path_rate is not None:
