@@ -55,7 +55,8 @@ def test_check_precision_one_line_errors():
     with pytest.raises(GenasError, match=r"unknown --precision 'fp64'; available: fp32, bf16, fp16"):
         pr.check_precision("fp64", "cpu")
     assert pr.make_scaler("cpu", "bf16") is None and pr.make_scaler("cpu", "fp32") is None
-    assert isinstance(pr.autocast("cpu", "fp32"), type(pr.autocast("cpu", "fp32")))  # a no-op context
+    with pr.autocast("cpu", "fp32"):  # fp32: no autocast at all
+        assert not torch.is_autocast_enabled("cpu")
     with pr.autocast("cpu", "bf16"):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
@@ -265,3 +266,25 @@ def test_check_resume_defaults_fill_only_missing_keys():
         check_resume({"a": 1}, {"a": 1, "precision": "bf16"}, "x", defaults={"precision": "fp32"})
     with pytest.raises(GenasError, match="precision"):  # a recorded value is never replaced by the default
         check_resume({"precision": "bf16"}, {"precision": "fp32"}, "x", defaults={"precision": "fp32"})
+
+
+def test_the_cli_sets_the_cublas_workspace_before_a_deterministic_command(monkeypatch, tmp_path):
+    """cuBLAS reads CUBLAS_WORKSPACE_CONFIG at its first handle: set before the command, gone after."""
+    import os
+
+    import genas.supernet.train as st
+    from genas.cli import main
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = []
+
+    def fake(cfg, out, **kw):
+        seen.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        return dict(final_val_acc=0.0, images_per_s=0.0)
+
+    monkeypatch.setattr(st, "train_supernet", fake)
+    assert main(["train-supernet", "--preset", "quick", "--dataset", "synthetic", "--deterministic",
+                 "-o", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert main(["train-supernet", "--preset", "quick", "--dataset", "synthetic",
+                 "-o", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert seen == [":4096:8", None] and "CUBLAS_WORKSPACE_CONFIG" not in os.environ

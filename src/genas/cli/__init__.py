@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -87,6 +88,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         print(json.dumps(resolved_config(_command_parser(parser, args), args), indent=2))
         return 0
     envinfo.set_context(["genas", *argv], getattr(args, "device", None))
+    cublas_was_set = "CUBLAS_WORKSPACE_CONFIG" in os.environ
+    if getattr(args, "deterministic", False):
+        from ..engine.precision import cublas_for_determinism
+
+        cublas_for_determinism()  # before the command's first cuBLAS call
     try:
         with logs.session(getattr(args, "log_level", "info")):
             try:
@@ -98,6 +104,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         return code
     finally:
         envinfo.set_context()
+        if not cublas_was_set:  # a command sets it for itself only
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -197,6 +197,13 @@ def check_scoring_precision(precision: str, flag: str = "--scoring-precision") -
     return precision
 
 
+def cublas_for_determinism() -> None:
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` (unless set) before any cuBLAS handle exists: the command line
+    calls it before running a command with ``--deterministic`` (a ``genas run`` scores on the GPU
+    before it retrains, so setting it when retraining starts would be too late)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
 @contextlib.contextmanager
 def deterministic_mode(enabled: bool) -> Iterator[dict]:
     """Deterministic algorithms and cuDNN flags while the block runs (``enabled``), restored after;
@@ -206,8 +213,9 @@ def deterministic_mode(enabled: bool) -> Iterator[dict]:
     it; the few without one warn instead of stopping the run (on CUDA the backward of
     ``adaptive_avg_pool2d``, the global pooling of every network here, would otherwise raise).
     cuDNN: ``deterministic=True, benchmark=False``. ``CUBLAS_WORKSPACE_CONFIG`` is set to
-    ``:4096:8`` unless already set (it must be set before the first cuBLAS call of the process,
-    which the CLI guarantees).
+    ``:4096:8`` unless already set; cuBLAS reads it when the process creates its first handle, so
+    the command line sets it before a command with ``--deterministic`` runs
+    (:func:`cublas_for_determinism`), and from Python set it before the first GPU matrix product.
     """
     if not enabled:
         yield numerics_record(False)
@@ -238,5 +246,5 @@ def numerics_record(deterministic: bool | None = None) -> dict:
 
 
 __all__ = ["CUBLAS_WORKSPACE", "FP32", "PRECISIONS", "SCORING_REFUSAL", "TrainPrecision", "autocast",
-           "check_precision", "check_scoring_precision", "deterministic_mode", "exact_fp32", "make_scaler",
+           "check_precision", "cublas_for_determinism", "check_scoring_precision", "deterministic_mode", "exact_fp32", "make_scaler",
            "numerics_record", "tf32", "tf32_state", "to_channels_last"]
