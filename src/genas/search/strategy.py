@@ -29,14 +29,16 @@ def resolve_dedup(cfg: "SearchConfig", supernet: bool) -> "SearchConfig":
     """``auto`` made concrete for what scores the candidates, so the folder records the rule it ran.
 
     On a supernet, ``strict``: its ``affine=False`` BatchNorms, recalibrated, turn an op applied to
-    an all-zero node into exact zeros, so strict-equivalent strings score bit-identically there (the
-    demo's top-3 under NB201's rule were one function). A tabular benchmark trained each string
+    an all-zero node into exact zeros, so strings that differ only there score bit-identically (the
+    demo's top-3 under NB201's rule were one function with one score). A tabular benchmark trained each string
     stand-alone with affine BN, where such an op adds a learned constant: NB201's own rule
     (``default``) is the exact one there.
     """
     if cfg.dedup != "auto":
         return cfg
     return dataclasses.replace(cfg, dedup="strict" if supernet else "default")
+
+
 FEASIBILITY_DRAWS = 64  # random genotypes tried up front before a constraint is called impossible
 Cost = Callable[[Genotype], dict]
 
