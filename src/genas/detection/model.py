@@ -64,7 +64,7 @@ def build_detector(cfg: DetectConfig, num_classes: int, in_channels: int, mean, 
     genotype = resolve_genotype(arch["space"], arch["genotype"])
     spec = NetworkSpec(channels=arch["channels"], cells_per_stage=arch["cells_per_stage"], layers=arch["layers"],
                        num_classes=10, in_channels=in_channels, style=arch["style"], auxiliary=False)
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):  # built on the CPU: no GPU generator to fork
         torch.manual_seed(seeding.derive_seed(cfg.seed, seeding.INIT, 7))
         try:
             net = space.build_network(genotype, spec)
