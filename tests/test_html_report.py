@@ -44,7 +44,8 @@ def run(tmp_path):
     topk = [dict(genotype=G1, score=0.00128), dict(genotype=G2, score=0.00128), dict(genotype=G3, score=0.00121)]
     _json(s / "result.json", dict(strategy="evolution", space="nb201", metric="flatness", evaluations=4,
                                   config=dict(population=2, topk=3, generations=2, seed=0, mutations=1, crossovers=1,
-                                              mutation_prob=0.1, max_evaluations=None),
+                                              mutation_prob=0.1, max_evaluations=None, dedup="strict",
+                                              max_params=4e5, min_macs=None),
                                   best=topk[0], topk=topk, supernet="ab" * 32,
                                   best_per_generation=[dict(generation=0, evaluations=2, best_score=0.00121),
                                                        dict(generation=1, evaluations=4, best_score=0.00128)]))
@@ -100,7 +101,8 @@ def test_report_is_self_contained_with_every_section(run):
     assert retrain.index("final-epoch test top-1 <b>0.6894</b>") < retrain.index("best.pt: epoch 2")
     assert "held-out training images" in retrain and "optimistic" not in retrain
     assert "2.14.1" in text and "genas run --preset quick -o runs/demo" in text
-    assert f"genas run --preset quick --space nb201 --metric flatness --seed 0 --dataset fashion-mnist -o {run}" in text
+    assert (f"genas run --preset quick --space nb201 --metric flatness --seed 0 --dataset fashion-mnist "
+            f"--max-params 400000 --dedup strict -o {run}") in text  # the search settings it ran with
 
 
 def test_report_of_a_search_and_of_an_old_retrain(run):

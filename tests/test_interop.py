@@ -70,7 +70,7 @@ def _expected(rows, by_epoch=True):
     from genas.analysis.tensorboard import scalars
 
     out = {}
-    for i, r in enumerate(rows):
+    for i, r in enumerate(r for r in rows if "copy_of" not in r):  # copies are not evaluations
         step = r["epoch"] if by_epoch else i + 1
         for tag, value in scalars(r):
             out.setdefault(tag, []).append((step, value))

@@ -373,6 +373,16 @@ def _commands(p: dict, folder: Path) -> str:
         cfg = _json(folder / "config.json") or {}
         extra = "".join(f" --{k.replace('_', '-')} {shlex.quote(str(cfg[k]))}" for k in ("dataset", "data_dir")
                         if cfg.get(k) is not None)
+        search = _json(folder / f"search-{run['metric']}" / "result.json") or {}
+        searched = search.get("config", {})  # the search settings `genas run` takes (dedup as it ran, limits)
+        extra += "".join(f" --{k.replace('_', '-')} {searched[k]:g}" for k in ("min_params", "max_params",
+                                                                               "min_macs", "max_macs")
+                         if searched.get(k) is not None)
+        if searched.get("dedup") is not None:
+            extra += f" --dedup {searched['dedup']}"
+        detect = _json(folder / "detect" / "config.json")
+        if detect:
+            extra += f" --detect {detect['preset']}"
         lines.append(f"# the whole run\ngenas run --preset {run['preset']} --space {run['space']} --metric "
                      f"{run['metric']} --seed {run['seed']}{extra} -o {_q(folder)}")
     if p["supernet"] is not None and not run:

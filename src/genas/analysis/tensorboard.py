@@ -109,7 +109,8 @@ def convert(run: str | Path, out: str | Path | None = None) -> Path:
                 old.unlink()                                   # would show every point twice
             writer = SummaryWriter(log_dir=str(target))
             try:
-                for i, record in enumerate(read_jsonl(path)):
+                scored = [r for r in read_jsonl(path) if "copy_of" not in r]  # a copy is not an evaluation
+                for i, record in enumerate(scored):
                     wall = record.get("time")
                     for tag, value in scalars(record):
                         writer.add_scalar(tag, value, _step(i, record), new_style=True, double_precision=True,
