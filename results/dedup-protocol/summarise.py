@@ -22,8 +22,9 @@ def main(folder: Path) -> None:
             continue
         s = json.loads(summary.read_text())
         repeats = s["scored"] - s["distinct_scored_strict"]  # scorings of a function already scored
+        winner = s["best"]["genotype"].replace("|", "\\|")  # escaped: a bar splits a Markdown table cell
         print(f"| {mode} | {s['scored']} | {s['distinct_scored']} | {s['distinct_scored_strict']} | "
-              f"{repeats} | {s['copies']} | {s['wall_s']:.0f} | {s['scoring_s']:.0f} | `{s['best']['genotype']}` | "
+              f"{repeats} | {s['copies']} | {s['wall_s']:.0f} | {s['scoring_s']:.0f} | `{winner}` | "
               f"{s['best_c10']:.2f} | {s['best_c10_class_mean']:.2f} | {s['top5_distinct_strict']} |")
 
 
