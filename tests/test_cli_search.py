@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from _tiny import train_tiny
-from genas.spaces import get_space
+from genas.spaces import get_space, winner_genotype
 
 NB201 = Path(__file__).resolve().parents[2] / "shared/data/nb201/nats_tss_test_acc_200ep.csv"
 SEARCH = ["--population", "4", "--topk", "2", "--mutations", "2", "--crossovers", "1", "--generations", "6",
@@ -106,7 +106,7 @@ def test_run_pipeline_end_to_end_on_synthetic(tmp_path):
     exp = genas("export", "--run", str(tmp_path / "r"), "-o", str(tmp_path / "exp"))
     assert exp.returncode == 0, exp.stderr[-2000:]
     meta = json.loads((tmp_path / "exp" / "genotype.json").read_text())
-    assert meta["genotype"] == summary["best"]["genotype"] and meta["test_accuracy"] == summary["test_accuracy"]
+    assert meta["genotype"] == winner_genotype(summary) and meta["test_accuracy"] == summary["test_accuracy"]
     missing = genas("export", "--run", str(tmp_path), "-o", str(tmp_path / "exp2"))
     assert missing.returncode == 2 and "retrain" in missing.stderr
 

@@ -179,3 +179,10 @@ def test_fine_tune_refusals(supernet_run, tmp_path, capsys):
     assert main(["retrain", "--init-from-supernet", str(run), "-o", str(tmp_path / "x"), "--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["genotype"] == G and printed["channels"] == 4 and printed["init_from_supernet"] == str(run)
+    # a winner with an op that cannot reach the output is retrained without it, from either source
+    dead = "|skip_connect~0|+|nor_conv_1x1~0|none~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|"
+    live = "|skip_connect~0|+|none~0|none~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|"
+    save_json(dict(space="nb201", best=dict(genotype=dead, score=1.0)), run / "search-a" / "result.json")
+    for source in (["--init-from-supernet", str(run)], ["--result", str(run / "search-a" / "result.json")]):
+        assert main(["retrain", *source, "-o", str(tmp_path / "x"), "--print-config"]) == 0
+        assert json.loads(capsys.readouterr().out)["genotype"] == live

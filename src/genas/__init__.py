@@ -8,7 +8,7 @@ The Python API, one call per pipeline step (each writes into a run folder, as th
     cfg = genas.supernet_config("quick", space="nb201", epochs=2)
     genas.train_supernet(cfg, "runs/a", data=data)
     found = genas.search_run("runs/a", metric="flatness", seed=0, data=data, population=20, generations=5)
-    rcfg = genas.retrain_config("quick", space="nb201", genotype=found["best"]["genotype"], epochs=2)
+    rcfg = genas.retrain_config("quick", space="nb201", genotype=genas.winner_genotype(found), epochs=2)
     genas.retrain(rcfg, "runs/a/retrain", data=data)
     genas.export_run("runs/a", "runs/a/export")
 
@@ -43,6 +43,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "list_spaces": ("genas.spaces", "list_spaces"),
     "NetworkSpec": ("genas.spaces", "NetworkSpec"),
     "SearchSpace": ("genas.spaces", "SearchSpace"),
+    "winner_genotype": ("genas.spaces", "winner_genotype"),
     "data": ("genas.data", None),
 }
 __all__ = ["GenasError", "__version__", *_LAZY]
@@ -66,7 +67,7 @@ if TYPE_CHECKING:  # for editors and type checkers; nothing is imported at run t
     from .export import export_run
     from .analysis.correlation import correlate
     from .proxies.config import ScoringConfig, scoring_config
-    from .spaces import NetworkSpec, SearchSpace, get_space, list_spaces, register_space
+    from .spaces import NetworkSpec, SearchSpace, get_space, list_spaces, register_space, winner_genotype
     from .supernet.config import SupernetConfig, supernet_config
     from .supernet.train import train_supernet
     from .train.recipes import retrain_config

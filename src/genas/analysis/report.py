@@ -6,7 +6,7 @@ from pathlib import Path
 from ..io import read_jsonl
 from ..io import load_json
 from ..search import LOG, RESULT
-from ..spaces import get_space
+from ..spaces import get_space, winner_genotype
 from .plots import draw_nb201_cell, plot_best_per_generation, plot_loss_vs_sigma, plot_score_vs_cost
 
 
@@ -50,6 +50,9 @@ def write_search_report(out_dir: str | Path, retrain: dict | None = None, top: i
              f"- space: `{result['space']}`, seed {result['config']['seed']}, "
              f"{result['evaluations']} candidates evaluated (dedup: {dedup}{saved})",
              f"- best: `{best['genotype']}` with {metric} = {_fmt(best['score'])}"]
+    if winner_genotype(result) != best["genotype"]:
+        lines.append(f"- retrained as `{winner_genotype(result)}`: the same function without the ops that cannot "
+                     "reach the cell's output")
     limits = [f"{k.replace('_', ' ')} {result['config'][k]:g}" for k in ("min_params", "max_params", "min_macs",
                                                                           "max_macs") if result["config"].get(k) is not None]
     if limits:

@@ -261,7 +261,9 @@ def _retrain_config(args: argparse.Namespace):
         found = load_json(args.result)
         if "best" not in found or "space" not in found:
             raise GenasError(f"{args.result} is not a search result.json (no 'best'/'space')")
-        values["space"], genotype = found["space"], found["best"]["genotype"]
+        from ..spaces import winner_genotype
+
+        values["space"], genotype = found["space"], winner_genotype(found)
     return retrain_config(args.preset, genotype=genotype, **values)
 
 

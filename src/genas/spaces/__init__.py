@@ -49,5 +49,13 @@ def resolve_genotype(space_name: str, text: str, needed_by: str = "this command"
         raise GenasError(f"bad {space_name} genotype: {exc}{extra}") from None
 
 
+def winner_genotype(result: dict) -> str:
+    """The string a search ``result.json``'s winner is retrained as: its ``best.genotype`` with the
+    ops that cannot reach the output removed (``SearchSpace.prune``), so a retrained winner carries
+    no dead module. Derived, not read, so results saved before pruning existed give the same string."""
+    space = get_space(result["space"])
+    return space.format(space.prune(resolve_genotype(result["space"], result["best"]["genotype"], "a search result")))
+
+
 __all__ = ["Genotype", "NetworkSpec", "SearchSpace", "Supernet", "SPACES", "get_space", "list_spaces",
-           "register_space", "resolve_genotype"]
+           "register_space", "resolve_genotype", "winner_genotype"]

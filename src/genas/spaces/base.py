@@ -147,6 +147,11 @@ class SearchSpace(ABC):
         class); without a rule of its own, a space treats every genotype as distinct."""
         return self.format(genotype)
 
+    def prune(self, genotype: Sequence[int]) -> Genotype:
+        """The same network without modules that cannot reach its output (what a search winner is
+        retrained as); identity for a space in which every op reaches the output."""
+        return self.check(genotype)
+
     def published(self) -> dict[str, Genotype]:
         """Published architectures of this space by name (``--genotype NAME``); none by default."""
         return {}

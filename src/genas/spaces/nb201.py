@@ -91,6 +91,19 @@ class NB201Space(SearchSpace):
             nodes.append("+".join(live) if live else "#")
         return nodes[-1]
 
+    def prune(self, genotype: Sequence[int]) -> Genotype:
+        """``none`` on every edge into a node whose outgoing edges are all ``none`` (transitively):
+        such an op never reaches the output, so the pruned network computes the same function with
+        the same weights on the edges that remain, and both canonical rules give the same class. A
+        search keeps the first string of a class it scored, which can carry such ops (an unneeded
+        conv in a retrained winner)."""
+        g = list(self.check(genotype))
+        feeds_output = {NUM_NODES - 1}
+        for node in range(NUM_NODES - 2, 0, -1):  # a node feeds the output through a live edge to a node that does
+            if any(g[e] != 0 and dst in feeds_output for e, (src, dst) in enumerate(self.edges) if src == node):
+                feeds_output.add(node)
+        return tuple(0 if dst not in feeds_output else op for op, (_, dst) in zip(g, self.edges))
+
     def is_connected(self, genotype: Sequence[int]) -> bool:
         """Whether some path of non-``none`` edges leads from the input node to the output node."""
         g = self.check(genotype)

@@ -22,7 +22,7 @@ from ..data import Data, check_same_data
 from ..engine.checkpoint import load_into, load_torch
 from ..errors import GenasError
 from ..io import load_json
-from ..spaces import NetworkSpec, get_space
+from ..spaces import NetworkSpec, get_space, winner_genotype
 
 CONFIG, DATA, FINAL = "config.json", "data.json", "final.pt"
 # settings a fine-tuning run takes from the supernet (the network's shape and the data it was trained on)
@@ -72,7 +72,7 @@ def supernet_settings(run: str | Path, passed: dict[str, Any]) -> dict[str, Any]
 
 
 def found_genotype(run: str | Path) -> str:
-    """The best genotype of the one search in ``run`` (``RUN/search-*/result.json``)."""
+    """The winner of the one search in ``run`` (``RUN/search-*/result.json``), pruned of dead ops."""
     run = Path(run)
     found = sorted(run.glob("search-*/result.json"))
     if len(found) != 1:
@@ -80,9 +80,9 @@ def found_genotype(run: str | Path) -> str:
         raise GenasError(f"--init-from-supernet {run}: give --genotype or --result; the run has "
                          f"{len(found)} searches ({where}), not exactly one")
     result = load_json(found[0])
-    if not isinstance(result, dict) or "best" not in result:
-        raise GenasError(f"{found[0]} is not a search result.json (no 'best')")
-    return result["best"]["genotype"]
+    if not isinstance(result, dict) or "best" not in result or "space" not in result:
+        raise GenasError(f"{found[0]} is not a search result.json (no 'best'/'space')")
+    return winner_genotype(result)
 
 
 def _supernet(cfg, num_classes: int, in_channels: int):

@@ -16,7 +16,7 @@ from ..options import to_dict
 from ..search import LOG, RESULT, STATE, make_config, read_search_config
 from ..search.driver import LEGACY_CONFIG
 from ..search.strategy import check_limits
-from ..spaces import get_space
+from ..spaces import get_space, winner_genotype
 from ..supernet.config import supernet_config
 from ..run_folder import RunFolder
 from ..supernet.run import CONFIG, SUMMARY, load_run_config
@@ -113,13 +113,15 @@ def _run_steps(p: dict, preset: str, out: Path, metric: str, seed: int, space: s
         data=data))
 
     retrain_dir = out / "retrain"
-    rcfg = retrain_config(p["retrain_preset"], space=scfg.space, genotype=result["best"]["genotype"],
+    rcfg = retrain_config(p["retrain_preset"], space=scfg.space, genotype=winner_genotype(result),
                           dataset=scfg.dataset, data_dir=scfg.data_dir, split_seed=scfg.split_seed, seed=seed,
                           **p["retrain"])
     if not (retrain_dir / RESULT).exists():
         print(f"[3/3] stand-alone training of the winner -> {retrain_dir}")
     started = (retrain_dir / "config.json").exists()
-    if started and load_json(retrain_dir / "config.json").get("genotype") != rcfg.genotype:
+    # the winner pruned of dead ops; a retraining started before pruning existed keeps the raw string
+    if started and load_json(retrain_dir / "config.json").get("genotype") not in (rcfg.genotype,
+                                                                                 result["best"]["genotype"]):
         raise GenasError(f"{retrain_dir} retrains another genotype than the search's winner; cannot resume it")
     # a started retraining continues with its stored recipe (one made before a recipe setting existed
     # keeps the behaviour it was made with; the run's preset and seed were checked above)
