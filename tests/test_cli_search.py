@@ -96,7 +96,7 @@ def test_run_pipeline_end_to_end_on_synthetic(tmp_path):
                 "--device", "cpu")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert summary["best"]["genotype"].startswith("|")
+    assert summary["best"]["genotype"].startswith("|") and summary["retrained_genotype"] == winner_genotype(summary)
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["params"] > 0
     report = Path(summary["report"]).read_text()
     assert "Stand-alone retraining" in report and summary["best"]["genotype"] in report

@@ -200,8 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                            **config_values(args, SupernetConfig), resume=args.resume, device=args.device,
                            progress=progress_of(args), search_options=config_values(args, "run-search"),
                            detect=args.detect, detect_data=args.detect_data)
+    pruned = summary.get("retrained_genotype", summary["best"]["genotype"])
     print(f"best {summary['best']['genotype']}  test accuracy {summary['test_accuracy']:.4f}  "
-          f"({summary['params'] / 1e6:.3f} M params)")
+          f"({summary['params'] / 1e6:.3f} M params{', retrained as ' + pruned if pruned != summary['best']['genotype'] else ''})")
     print(f"run folder: {Path(args.output).resolve()}\nreport: {summary.get('report_html', summary['report'])}  "
           f"(Markdown: {summary['report']})")
     if "detection" in summary:

@@ -130,7 +130,7 @@ def _run_steps(p: dict, preset: str, out: Path, metric: str, seed: int, space: s
     report = write_search_report(search_dir, retrain=retrained)
     write_html_report(search_dir)
     summary = dict(preset=preset, space=scfg.space, metric=metric, seed=seed, best=result["best"],
-                   test_accuracy=retrained["final_top1"], params=retrained["params"], macs=retrained["macs"],
+                   retrained_genotype=retrained["genotype"], test_accuracy=retrained["final_top1"], params=retrained["params"], macs=retrained["macs"],
                    report=str(report.resolve()), seconds=seconds,
                    seconds_per_candidate=_seconds_per_candidate(search_dir))
     summary["report_html"] = str((out / HTML).resolve())
