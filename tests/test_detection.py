@@ -355,8 +355,6 @@ def test_bad_annotations_are_one_line(case, scenes, tmp_path, capsys):
     (["--max-size", "32"], "must be >= --min-size"),
     (["--detector", "fcos", "--head-norm", "none"], "FCOS heads always use GroupNorm"),
     (["--backbone-run", "/nonexistent/run"], "does not exist"),
-    (["--backbone-run", "/nonexistent/run", "--channels", "8", "--cells-per-stage", "1"],
-     "--channels, --cells-per-stage: the backbone's architecture comes from --backbone-run"),
     (["--precision", "fp16"], "--precision fp16 needs a CUDA device"),
 ])
 def test_bad_options_are_one_line(args, message, scenes, tmp_path, capsys):

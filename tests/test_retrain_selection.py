@@ -186,3 +186,9 @@ def test_fine_tune_refusals(supernet_run, tmp_path, capsys):
     for source in (["--init-from-supernet", str(run)], ["--result", str(run / "search-a" / "result.json")]):
         assert main(["retrain", *source, "-o", str(tmp_path / "x"), "--print-config"]) == 0
         assert json.loads(capsys.readouterr().out)["genotype"] == live
+    # a retraining started before pruning existed (the scored string stored) resumes with that string
+    started = tmp_path / "started"
+    save_json(dict(genotype=dead), started / "config.json")
+    assert main(["retrain", "--result", str(run / "search-a" / "result.json"), "-o", str(started), "--resume",
+                 "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["genotype"] == dead

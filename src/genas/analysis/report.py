@@ -50,9 +50,10 @@ def write_search_report(out_dir: str | Path, retrain: dict | None = None, top: i
              f"- space: `{result['space']}`, seed {result['config']['seed']}, "
              f"{result['evaluations']} candidates evaluated (dedup: {dedup}{saved})",
              f"- best: `{best['genotype']}` with {metric} = {_fmt(best['score'])}"]
-    if winner_genotype(result) != best["genotype"]:
-        lines.append(f"- retrained as `{winner_genotype(result)}`: the same function without the ops that cannot "
-                     "reach the cell's output")
+    trained = retrain["genotype"] if retrain and retrain.get("genotype") else winner_genotype(result)
+    if trained != best["genotype"]:
+        verb = "retrained as" if retrain else "`genas retrain --result` trains"
+        lines.append(f"- {verb} `{trained}`: the same function without the ops that cannot reach the cell's output")
     limits = [f"{k.replace('_', ' ')} {result['config'][k]:g}" for k in ("min_params", "max_params", "min_macs",
                                                                           "max_macs") if result["config"].get(k) is not None]
     if limits:

@@ -13,17 +13,10 @@ from .options import (Parser, add_common, add_config_options, config_values, nam
 def _train_config(args: argparse.Namespace):
     """``--preset`` plus the options passed; on ``--resume`` the stored config, which the options
     passed may not contradict (the run folder check names the first differing key)."""
-    from ..detection.backbone import ARCH_KEYS
     from ..detection.config import CONFIG, DetectConfig, detect_config, load_detect_config
-    from ..errors import GenasError
     from ..options import to_dict
 
     values = config_values(args, DetectConfig)
-    ignored = [k for k in ARCH_KEYS if k in values]
-    if values.get("backbone_run") is not None and ignored:  # they would be silently replaced by the run's
-        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
-        raise GenasError(f"{flags}: the backbone's architecture comes from --backbone-run's retrain config; "
-                         f"drop {'it' if len(ignored) == 1 else 'them'}")
     run = Path(args.output) if args.output else None
     if args.resume and run is not None and (run / CONFIG).exists():
         return resumed_config(DetectConfig, to_dict(load_detect_config(run)), values, run, args.preset).validate()

@@ -73,7 +73,7 @@ class DetectConfig:
                                     min=1, max=8)
     backbone_run: str | None = option(None, "a `genas retrain` run folder whose final weights initialise the "
                                             "backbone (classifier and auxiliary head dropped); its architecture "
-                                            "replaces the backbone options (passing them too is an error)")
+                                            "replaces the backbone options")
     frozen_stages: int = option(0, "no gradient for the stem (1) and the first K-1 stages (K up to 4)", min=0, max=4)
     frozen_bn: bool = option(False, "replace the backbone's BatchNorms by frozen ones (fine-tuning)")
     # detector
