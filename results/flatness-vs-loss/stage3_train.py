@@ -10,7 +10,8 @@ As pre-registered (README.md):
   ``STAGE/check.json`` with both seed-to-seed Kendall tau (test accuracy), the mean training seconds
   per run and the decision: 9 epochs only if its tau exceeds the 3-epoch one by >= 0.10 and the
   projected cost of the whole stage (selected x 3 seeds x its seconds) stays within 20 CPU-hours.
-* ``train``: every selected architecture at seeds 0, 1, 2 with the recipe ``check.json`` chose, one
+* ``train``: every selected architecture at seeds 0, 1, 2 (0 to S-1 when stage 2's power rule raised
+  the seeds to S: ``train_seeds`` in ``selection.json``) with the recipe ``check.json`` chose, one
   ``genas bench`` folder per seed (``STAGE/bench-e<E>-s<seed>/``, resumable, append-only).
 
 Run it from a pinned worktree (one torch thread); rows record test, shifted-test and training
@@ -40,6 +41,11 @@ def bench(stage: Path, genotypes: Path, epochs: int, seed: int) -> Path:
     return out
 
 
+def train_seeds(stage: Path) -> tuple[int, ...]:
+    """The training seeds stage 2 fixed (3 unless its power rule raised them; files before 2026-12-06: 3)."""
+    return tuple(range(json.loads((stage / "selection.json").read_text()).get("train_seeds", len(SEEDS))))
+
+
 def rows(folder: Path) -> dict[str, dict]:
     return {r["genotype"]: r for r in map(json.loads, (folder / "results.jsonl").read_text().splitlines()) if r}
 
@@ -59,7 +65,7 @@ def check(stage: Path) -> dict:
         r0, r1 = (rows(f) for f in folders)
         secs = [r["train_seconds"] for r in (*r0.values(), *r1.values()) if not r.get("disconnected")]
         out[f"e{epochs}"] = dict(seed_tau=seed_tau(r0, r1), mean_train_seconds=float(np.mean(secs)), runs=len(secs))
-    long_hours = len(selected) * len(SEEDS) * out[f"e{LONG_EPOCHS}"]["mean_train_seconds"] / 3600
+    long_hours = len(selected) * len(train_seeds(stage)) * out[f"e{LONG_EPOCHS}"]["mean_train_seconds"] / 3600
     gain = out[f"e{LONG_EPOCHS}"]["seed_tau"] - out[f"e{EPOCHS}"]["seed_tau"]
     chosen = LONG_EPOCHS if gain >= MIN_GAIN and long_hours <= BUDGET_HOURS else EPOCHS
     out.update(tau_gain=gain, projected_long_hours=long_hours, rule=f"9 epochs iff tau gain >= {MIN_GAIN} and "
@@ -73,7 +79,7 @@ def train(stage: Path) -> None:
     if not (stage / "check.json").exists():
         raise SystemExit("stage3_train.py: error: run `check` first (it chooses the recipe)")
     epochs = json.loads((stage / "check.json").read_text())["epochs"]
-    for seed in SEEDS:
+    for seed in train_seeds(stage):
         bench(stage, stage / "selected.txt", epochs, seed)
 
 
