@@ -106,17 +106,31 @@ def _noise_for_tau(truth, rng, reps: int = 20) -> float:
     return float(np.sqrt(lo * hi))
 
 
-def power(archs, table, sel, studies: int, resamples: int, seed: int = 0, train_seeds: int = TRAIN_SEEDS) -> dict:
+def _study(args) -> dict:
+    fl, lo, gt, resamples, k = args
+    return bootstrap_ci(fl, lo, gt, resamples=resamples, seed=k)
+
+
+def power(archs, table, sel, studies: int, resamples: int, seed: int = 0, train_seeds: int = TRAIN_SEEDS,
+          workers: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     zf, zl = z(table["flatness"]), z(table["loss"])
     sel = np.asarray(sel)
     beta = _beta_for_effect(zf, zl, sel)
     truth = zf + beta * zl
     sigma = _noise_for_tau(truth, rng)
+    # the simulated ground truths are drawn in study order first, so `workers` changes no number
+    gts = [truth[sel] + sigma / np.sqrt(train_seeds) * rng.normal(size=sel.size) for _ in range(studies)]
+    jobs = [(table["flatness"][sel], table["loss"][sel], gt, resamples, k) for k, gt in enumerate(gts)]
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_study, jobs)
+    else:
+        results = [_study(j) for j in jobs]
     lows, widths, hits = [], [], 0
-    for k in range(studies):
-        gt = truth[sel] + sigma / np.sqrt(train_seeds) * rng.normal(size=sel.size)
-        res = bootstrap_ci(table["flatness"][sel], table["loss"][sel], gt, resamples=resamples, seed=k)
+    for res in results:
         lows.append(res["ci"][0])
         widths.append(res["ci"][1] - res["ci"][0])
         hits += res["ci"][0] > 0
@@ -139,6 +153,7 @@ def main() -> int:
     p.add_argument("--prefix", type=int, help="pool prefix to use (default: the finished one)")
     p.add_argument("--studies", type=int, default=200, help="simulated studies for the power (default 200)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per simulated study")
+    p.add_argument("--workers", type=int, default=1, help="processes for the power simulation (same numbers)")
     a = p.parse_args()
     keep, rows = json.loads((HERE / "pool_keep.json").read_text()), rows_by_arch()
     done = finished_prefix(keep, rows)
@@ -159,12 +174,13 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     archs, table = pool_table(prefix)
     n, seeds = N_SELECT, TRAIN_SEEDS
-    pw = power(archs, table, select(archs, table, n)[0], a.studies, a.resamples)
+    pw = power(archs, table, select(archs, table, n)[0], a.studies, a.resamples, workers=a.workers)
     tried = [pw]
     print(f"power {pw['power']:.2f} at n = {n}, {seeds} seeds", flush=True)
     if pw["power"] < MIN_POWER:  # the pre-registered rule: raise n or seeds within the budget
         for n, seeds in escalations():
-            pw = power(archs, table, select(archs, table, n)[0], a.studies, a.resamples, train_seeds=seeds)
+            pw = power(archs, table, select(archs, table, n)[0], a.studies, a.resamples, train_seeds=seeds,
+                           workers=a.workers)
             tried.append(pw)
             print(f"power {pw['power']:.2f} at n = {n}, {seeds} seeds", flush=True)
             if pw["power"] >= MIN_POWER:
