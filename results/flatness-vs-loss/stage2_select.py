@@ -46,7 +46,7 @@ SEEDS = (0, 1)
 N_SELECT, MIN_PREFIX, POOL = 120, 1000, 2000
 EFFECT_D, SEED_TAU, TRAIN_SEEDS = 0.10, 0.32, 3
 MIN_POWER, MAX_SELECT, MAX_SEEDS, BUDGET_HOURS = 0.5, 200, 5, 20.0
-SECONDS_PER_RUN = 45.0  # one 3-epoch bench training (results/correlation/bench: 33-55 s per architecture)
+SECONDS_PER_RUN = 64.0  # one 3-epoch bench training: the median of results/correlation/bench (bench-seed1: 53 s)
 
 
 def rows_by_arch() -> dict[str, dict[int, dict]]:
@@ -71,6 +71,9 @@ def pool_table(prefix: int):
     keep, rows = json.loads((HERE / "pool_keep.json").read_text()), rows_by_arch()
     archs = [(i, g) for i, g in zip(keep["index"], keep["genotype"]) if i < prefix]
     table = {k: np.array([np.mean([rows[g][s][k] for s in SEEDS]) for _, g in archs]) for k in ("flatness", "loss", "accuracy")}
+    bad = [archs[i][1] for k in table for i in np.flatnonzero(~np.isfinite(table[k]))]
+    if bad:  # ranks of NaN are all NaN: the selection would be silently wrong
+        raise SystemExit(f"stage2_select.py: error: non-finite proxy values for {len(bad)} architectures, e.g. {bad[0]}")
     return archs, table
 
 
@@ -150,7 +153,6 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--status", action="store_true", help="print how far stage 1 is and exit")
     p.add_argument("-o", "--output", help="folder for selection.json, selected.txt, power.json")
-    p.add_argument("--prefix", type=int, help="pool prefix to use (default: the finished one)")
     p.add_argument("--studies", type=int, default=200, help="simulated studies for the power (default 200)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per simulated study")
     p.add_argument("--workers", type=int, default=1, help="processes for the power simulation (same numbers)")
@@ -162,9 +164,9 @@ def main() -> int:
         print(f"stage 1: {scored} of {len(keep['genotype'])} kept architectures scored at seeds {SEEDS}; "
               f"finished prefix {done} of {keep['archs']} pool positions (stage 2 needs >= {MIN_PREFIX})")
         return 0
-    prefix = a.prefix or done
-    if prefix > done or prefix < MIN_PREFIX:
-        print(f"stage2_select.py: error: prefix {prefix} not allowed (finished prefix {done}, minimum {MIN_PREFIX})",
+    prefix = done  # the pre-registration: the finished prefix, no choice
+    if prefix < MIN_PREFIX:
+        print(f"stage2_select.py: error: finished prefix {prefix} is below the minimum {MIN_PREFIX}",
               file=sys.stderr)
         return 2
     out = Path(a.output)

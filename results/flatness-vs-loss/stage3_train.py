@@ -47,7 +47,11 @@ def train_seeds(stage: Path) -> tuple[int, ...]:
 
 
 def rows(folder: Path) -> dict[str, dict]:
-    return {r["genotype"]: r for r in map(json.loads, (folder / "results.jsonl").read_text().splitlines()) if r}
+    out = {r["genotype"]: r for r in map(json.loads, (folder / "results.jsonl").read_text().splitlines()) if r}
+    if any("train_eval_accuracy" not in r for r in out.values()):  # the gap target needs it (6f16296 and later)
+        raise SystemExit(f"stage3_train.py: error: {folder} rows lack train_eval_accuracy: run stage 3 at the "
+                         f"commit the README names, not at an older one")
+    return out
 
 
 def seed_tau(a: dict, b: dict) -> float:
@@ -56,6 +60,8 @@ def seed_tau(a: dict, b: dict) -> float:
 
 
 def check(stage: Path) -> dict:
+    if (stage / "check.json").exists():  # the recipe decision is made once
+        raise SystemExit(f"stage3_train.py: error: {stage / 'check.json'} exists; the recipe is decided")
     selected = (stage / "selected.txt").read_text().splitlines()
     first = stage / "check-genotypes.txt"
     first.write_text("".join(g + "\n" for g in selected[:CHECK_ARCHS]))
@@ -80,7 +86,7 @@ def train(stage: Path) -> None:
         raise SystemExit("stage3_train.py: error: run `check` first (it chooses the recipe)")
     epochs = json.loads((stage / "check.json").read_text())["epochs"]
     for seed in train_seeds(stage):
-        bench(stage, stage / "selected.txt", epochs, seed)
+        rows(bench(stage, stage / "selected.txt", epochs, seed))  # refuses rows without the gap's training side
 
 
 def main() -> None:

@@ -33,13 +33,16 @@ EFFECT_D, RESAMPLES = 0.10, 10_000
 
 
 def load(stage: Path) -> tuple[list[dict], dict[int, dict[str, dict]], int]:
-    selected = json.loads((stage / "selection.json").read_text())["selected"]
+    selection = json.loads((stage / "selection.json").read_text())
     epochs = json.loads((stage / "check.json").read_text())["epochs"]
     seeds = {}
-    for folder in sorted(stage.glob(f"bench-e{epochs}-s*")):
+    for seed in range(selection.get("train_seeds", 3)):  # exactly the seeds stage 2 fixed
+        folder = stage / f"bench-e{epochs}-s{seed}"
+        if not (folder / "results.jsonl").exists():
+            raise SystemExit(f"stage4_analyse.py: error: {folder} is missing: stage 3 has not finished")
         rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
-        seeds[int(folder.name.rsplit("-s", 1)[1])] = {r["genotype"]: r for r in rows}
-    return selected, seeds, epochs
+        seeds[seed] = {r["genotype"]: r for r in rows}
+    return selection["selected"], seeds, epochs
 
 
 def analyse(selected, seeds) -> dict:
@@ -74,6 +77,15 @@ def markdown(res: dict, epochs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finite(v):
+    """NaN (no discordant pair, no spread) as JSON null: json.dumps would write a bare NaN."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--selection", required=True, help="the stage-2/3 folder")
@@ -85,8 +97,7 @@ def main() -> None:
     selected, seeds, epochs = load(Path(a.selection))
     res = analyse(selected, seeds)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "analysis.json").write_text(json.dumps(res, indent=1, default=lambda v: None if isinstance(v, float)
-                                                  and math.isnan(v) else v) + "\n")
+    (out / "analysis.json").write_text(json.dumps(_finite(res), indent=1, allow_nan=False) + "\n")
     (out / "analysis.md").write_text(markdown(res, epochs))
     print(markdown(res, epochs))
 
