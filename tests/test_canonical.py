@@ -100,3 +100,14 @@ def test_winner_genotype_prunes_a_search_result_and_reads_old_ones():
     assert winner_genotype({"space": "darts", "best": {"genotype": darts}}) == darts
     with pytest.raises(GenasError):
         winner_genotype({"space": "nb201", "best": {"genotype": "|bad|"}})
+
+
+def test_winner_genotype_keeps_the_string_of_a_retraining_started_before_pruning():
+    from genas.spaces import winner_genotype
+
+    result = {"space": "nb201", "best": {"genotype": DEMO_WINNER, "score": 1.0}}
+    pruned = winner_genotype(result)
+    assert pruned != DEMO_WINNER  # the demo winner has a dead op, so the two cases differ
+    assert winner_genotype(result, started=DEMO_WINNER) == DEMO_WINNER
+    assert winner_genotype(result, started=pruned) == pruned
+    assert winner_genotype(result, started="|none~0|+|none~0|none~1|+|none~0|none~1|none~2|") == pruned

@@ -264,11 +264,10 @@ def _retrain_config(args: argparse.Namespace):
             raise GenasError(f"{args.result} is not a search result.json (no 'best'/'space')")
         from ..spaces import winner_genotype
 
-        values["space"], genotype = found["space"], winner_genotype(found)
         stored = Path(args.output) / "config.json" if args.resume and args.output else None
         saved = load_json(stored) if stored is not None and stored.exists() else None
-        if isinstance(saved, dict) and saved.get("genotype") == found["best"]["genotype"]:
-            genotype = found["best"]["genotype"]  # a retraining started before pruning existed keeps its string
+        started = saved.get("genotype") if isinstance(saved, dict) else None
+        values["space"], genotype = found["space"], winner_genotype(found, started)
     return retrain_config(args.preset, genotype=genotype, **values)
 
 

@@ -49,12 +49,16 @@ def resolve_genotype(space_name: str, text: str, needed_by: str = "this command"
         raise GenasError(f"bad {space_name} genotype: {exc}{extra}") from None
 
 
-def winner_genotype(result: dict) -> str:
+def winner_genotype(result: dict, started: str | None = None) -> str:
     """The string a search ``result.json``'s winner is retrained as: its ``best.genotype`` with the
     ops that cannot reach the output removed (``SearchSpace.prune``), so a retrained winner carries
-    no dead module. Derived, not read, so results saved before pruning existed give the same string."""
+    no dead module. Derived, not read, so results saved before pruning existed give the same string.
+
+    ``started`` is the genotype a retraining already started stores; one started before pruning
+    existed (the raw winner) keeps that string, so resuming it never changes the network."""
     space = get_space(result["space"])
-    return space.format(space.prune(resolve_genotype(result["space"], result["best"]["genotype"], "a search result")))
+    raw = result["best"]["genotype"]
+    return raw if started == raw else space.format(space.prune(resolve_genotype(result["space"], raw, "a search result")))
 
 
 __all__ = ["Genotype", "NetworkSpec", "SearchSpace", "Supernet", "SPACES", "get_space", "list_spaces",

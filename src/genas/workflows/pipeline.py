@@ -113,15 +113,14 @@ def _run_steps(p: dict, preset: str, out: Path, metric: str, seed: int, space: s
         data=data))
 
     retrain_dir = out / "retrain"
-    rcfg = retrain_config(p["retrain_preset"], space=scfg.space, genotype=winner_genotype(result),
+    started = (retrain_dir / "config.json").exists()
+    stored = load_json(retrain_dir / "config.json").get("genotype") if started else None
+    rcfg = retrain_config(p["retrain_preset"], space=scfg.space, genotype=winner_genotype(result, stored),
                           dataset=scfg.dataset, data_dir=scfg.data_dir, split_seed=scfg.split_seed, seed=seed,
                           **p["retrain"])
     if not (retrain_dir / RESULT).exists():
         print(f"[3/3] stand-alone training of the winner -> {retrain_dir}")
-    started = (retrain_dir / "config.json").exists()
-    # the winner pruned of dead ops; a retraining started before pruning existed keeps the raw string
-    if started and load_json(retrain_dir / "config.json").get("genotype") not in (rcfg.genotype,
-                                                                                 result["best"]["genotype"]):
+    if started and stored != rcfg.genotype:
         raise GenasError(f"{retrain_dir} retrains another genotype than the search's winner; cannot resume it")
     # a started retraining continues with its stored recipe (one made before a recipe setting existed
     # keeps the behaviour it was made with; the run's preset and seed were checked above)
