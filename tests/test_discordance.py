@@ -40,3 +40,17 @@ def test_bootstrap_over_architectures_and_the_decision_rule():
     assert res["ci"][0] > 0 and decision(res["ci"]) == "FBS adds information beyond the loss"
     assert bootstrap_ci(a, b, t, resamples=500, seed=0) == res  # seeded
     assert decision([-0.3, -0.1]) == "the loss is better" and decision([-0.1, 0.2]) == "no detectable information"
+
+
+def test_the_bootstrap_shortcut_gives_the_resampled_statistic_exactly():
+    from genas.analysis.discordance import _pair_matrices, _resampled
+
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        t = rng.integers(0, 8, 25).astype(float)
+        a, b = t + rng.normal(0, 2, 25), np.round(t + rng.normal(0, 2, 25))
+        disc, score = _pair_matrices(a, b, t)
+        for _ in range(20):
+            idx = rng.integers(0, 25, 25)
+            got, want = _resampled(disc, score, idx), discordant_advantage(a, b, t, idx)
+            assert got[1] == want[1] and (got[0] == want[0] or np.isnan(got[0]) and np.isnan(want[0]))
