@@ -86,20 +86,31 @@ def _finite(v):
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def main() -> None:
+def arguments(script: str, stem: str) -> tuple[Path, Path]:
+    """``--selection`` and ``-o`` of a stage-4 script; refuses an ``-o`` that already holds ``stem``.json."""
     p = argparse.ArgumentParser()
     p.add_argument("--selection", required=True, help="the stage-2/3 folder")
     p.add_argument("-o", "--output", required=True)
     a = p.parse_args()
     out = Path(a.output)
-    if (out / "analysis.json").exists():
-        raise SystemExit(f"stage4_analyse.py: error: {out} already holds an analysis; choose another -o")
-    selected, seeds, epochs = load(Path(a.selection))
-    res = analyse(selected, seeds)
+    if (out / f"{stem}.json").exists():
+        raise SystemExit(f"{script}: error: {out} already holds {stem}.json; choose another -o")
+    return Path(a.selection), out
+
+
+def write(out: Path, stem: str, res: dict, md: str) -> None:
+    """``stem``.json (NaN as null) and ``stem``.md in ``out``; the table also to stdout."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "analysis.json").write_text(json.dumps(_finite(res), indent=1, allow_nan=False) + "\n")
-    (out / "analysis.md").write_text(markdown(res, epochs))
-    print(markdown(res, epochs))
+    (out / f"{stem}.json").write_text(json.dumps(_finite(res), indent=1, allow_nan=False) + "\n")
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+
+
+def main() -> None:
+    stage, out = arguments("stage4_analyse.py", "analysis")
+    selected, seeds, epochs = load(stage)
+    res = analyse(selected, seeds)
+    write(out, "analysis", res, markdown(res, epochs))
 
 
 if __name__ == "__main__":

@@ -20,10 +20,8 @@ refuses to overwrite.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,7 @@ from genas.analysis.discordance import bootstrap_ci
 from genas.proxies.flatness import auto_alpha, flatness_score, flatness_terms
 
 from stage2_select import SEEDS, rows_by_arch
-from stage4_analyse import RESAMPLES, _finite, load
+from stage4_analyse import RESAMPLES, arguments, load, write
 
 STDS = (0.001, 0.003, 0.006)  # the paper preset the pool was scored with (README, stage 1)
 PROXIES = ("fbs_paper", "fbs_calibrated", "slope_only", "loss", "accuracy")
@@ -106,21 +104,11 @@ def markdown(res: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--selection", required=True, help="the stage-2/3 folder")
-    p.add_argument("-o", "--output", required=True)
-    a = p.parse_args()
-    out = Path(a.output)
-    if (out / "explore.json").exists():
-        raise SystemExit(f"stage4_explore.py: error: {out} already holds an exploration; choose another -o")
-    stage = Path(a.selection)
+    stage, out = arguments("stage4_explore.py", "explore")
     selected, seeds, _ = load(stage)
     res = explore(selected, seeds, json.loads((stage / "selection.json").read_text())["prefix"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "explore.json").write_text(json.dumps(_finite(res), indent=1, allow_nan=False) + "\n")
-    (out / "explore.md").write_text(markdown(res))
-    print(markdown(res))
+    write(out, "explore", res, markdown(res))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
